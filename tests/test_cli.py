@@ -1,0 +1,66 @@
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ltxtune.cli import app
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+runner = CliRunner()
+
+
+def test_validate_prints_plan():
+    result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(EXAMPLES / "fal-t2v.json")])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["mode"] == "t2v" and plan["dataset"]["captions"]["trigger_phrase"] == "tronlog0"
+
+
+def test_validate_prints_every_error_and_exits_2(tmp_path):
+    request = tmp_path / "r.json"
+    request.write_text(json.dumps({"rank": 7, "number_of_steps": 150}))
+    result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(request)])
+    assert result.exit_code == 2
+    assert "training_data_url: Field required" in result.stderr
+    assert "rank: Input should be 8, 16, 32, 64 or 128" in result.stderr
+    assert "number_of_steps: Input should be a multiple of 100" in result.stderr
+
+
+def test_validate_civitai_errors_use_field_paths(tmp_path):
+    request = tmp_path / "r.json"
+    body = json.loads((EXAMPLES / "civitai-ltx2.json").read_text())
+    body["steps"][0]["input"]["networkDim"] = 300
+    request.write_text(json.dumps(body))
+    result = runner.invoke(app, ["validate", "civitai", str(request)])
+    assert result.exit_code == 2
+    assert "steps[0].input.networkDim: Input should be less than or equal to 256" in result.stderr
+
+
+def test_unknown_endpoint_and_bad_files(tmp_path):
+    result = runner.invoke(app, ["validate", "fal-ai/flux-lora", str(EXAMPLES / "fal-t2v.json")])
+    assert result.exit_code == 2 and "unknown endpoint 'fal-ai/flux-lora'" in result.stderr
+    result = runner.invoke(app, ["validate", "civitai", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    result = runner.invoke(app, ["validate", "civitai", str(broken)])
+    assert result.exit_code == 2 and "is not valid JSON" in result.stderr
+
+
+def test_price(tmp_path):
+    result = runner.invoke(app, ["price", "civitai", str(EXAMPLES / "civitai-ltx23.json")])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["amount"] == 2750
+    result = runner.invoke(app, ["price", "fal-ai/ltx23-trainer-v2/i2v", str(EXAMPLES / "fal-i2v.json")])
+    assert json.loads(result.stdout) | {"formula": ""} == {
+        "amount": 4.8, "currency": "USD", "billed_units": 2000, "unit_price": 0.0024, "formula": "", "note": ""}
+
+
+def test_price_with_overrides(tmp_path):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"civitai_buzz_per_step": 1.0}))
+    result = runner.invoke(app, ["price", "civitai", str(EXAMPLES / "civitai-ltx23.json"), "--prices", str(prices)])
+    assert json.loads(result.stdout)["amount"] == 3500
+    prices.write_text(json.dumps({"typo": 1.0}))
+    result = runner.invoke(app, ["price", "civitai", str(EXAMPLES / "civitai-ltx23.json"), "--prices", str(prices)])
+    assert result.exit_code == 2 and "price table" in result.stderr
