@@ -80,5 +80,127 @@ def price(
     typer.echo(plan.price.model_dump_json(indent=2))
 
 
+def resolve_local_source(plan: TrainingPlan, request_path: Path) -> TrainingPlan:
+    """On the command line a dataset may be a local path, relative to the request file's folder."""
+    url = plan.dataset.source_url
+    if "://" in url or url.startswith("data:") or not url:
+        return plan
+    path = Path(url).expanduser()
+    if not path.is_absolute():
+        path = (request_path.parent / path).resolve()
+    return plan.model_copy(update={"dataset": plan.dataset.model_copy(update={"source_url": str(path)})})
+
+
+def plan_for_run(endpoint: str, request: Path, model: str | None, continue_from: Path | None) -> TrainingPlan:
+    from ltxtune.specs.common import Family
+
+    plan = resolve_local_source(plan_from_file(endpoint, request), request)
+    if model is not None:
+        try:
+            plan = plan.with_family(Family(model))
+        except ValueError:
+            raise fail(f"--model must be one of: {', '.join(f.value for f in Family)}") from None
+    if continue_from is not None:
+        if not continue_from.is_file():
+            raise fail(f"--continue-from {continue_from} does not exist")
+        plan = plan.model_copy(update={"lora": plan.lora.model_copy(update={"init_from": str(continue_from.resolve())})})
+    return plan
+
+
+DEFAULT_CACHE = Path.home() / ".cache" / "ltxtune"
+
+
+@app.command()
+def prepare(
+    endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
+    request: Path = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip."),
+    out: Path = typer.Option(..., "--out", help="Work folder: the download, extraction and prepared/ go here."),
+    allow_private_urls: bool = typer.Option(False, help="Allow fetching from loopback or private addresses."),
+) -> None:
+    """Fetch, check and fit the dataset exactly as a training run would, and summarise it."""
+    from ltxtune.data.errors import DatasetError
+    from ltxtune.data.prepare import prepare_dataset
+    from ltxtune.data.summary import summarise
+    from ltxtune.progress import ConsoleProgress
+
+    plan = plan_for_run(endpoint, request, None, None)
+    with ConsoleProgress() as progress:
+        try:
+            prepared = prepare_dataset(plan, out, allow_local_files=True, allow_private_urls=allow_private_urls, on_event=progress)
+        except DatasetError as error:
+            raise fail(error.message, 1) from None
+    typer.echo(summarise(prepared))
+
+
+@app.command()
+def train(
+    endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
+    request: Path = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip."),
+    out: Path = typer.Option(..., "--out", help="Work folder; run the same command again to resume."),
+    model: str | None = typer.Option(None, "--model", help="Override the model family: ltx2, ltx23 or tiny (no weights)."),
+    continue_from: Path | None = typer.Option(None, "--continue-from", help="Start from an existing LoRA of the same family."),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE, "--cache-dir", help="Where encoded latents and captions are cached."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    allow_private_urls: bool = typer.Option(False, help="Allow fetching from loopback or private addresses."),
+) -> None:
+    """Run a whole training job: prepare, cache, train, previews, outputs."""
+    from ltxtune.data.errors import DatasetError
+    from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.progress import ConsoleProgress
+    from ltxtune.training.events import RunSettings
+    from ltxtune.training.job import run_job
+
+    plan = plan_for_run(endpoint, request, model, continue_from)
+    settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device)
+    with ConsoleProgress() as progress:
+        try:
+            outputs = run_job(plan, out, settings=settings, on_event=progress)
+        except (DatasetError, ModelNotAvailable) as error:
+            raise fail(getattr(error, "message", str(error)), 1) from None
+    typer.echo("\nFiles written:")
+    for label, path in [("lora_file", outputs.lora_path), ("config_file", outputs.config_path),
+                        ("video", outputs.reel_path), ("debug_dataset", outputs.debug_dataset_path)]:
+        if path is not None:
+            typer.echo(f"  {label:14} {path}")
+    for checkpoint in outputs.checkpoints if plan.checkpoints.deliver_each else ():
+        typer.echo(f"  epoch {checkpoint.index:<8} {checkpoint.lora_path} (step {checkpoint.step})")
+    typer.echo(f"  price          {plan.price.amount} {plan.price.currency} at the hosted rate ({plan.price.formula})")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Model families and base weights.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The model families and where their weights come from."""
+    from ltxtune.models.families import list_families
+
+    for family in list_families():
+        source = f"${family.env_var} (default {family.default_repo_id})" if family.env_var else "built in code, no weights"
+        typer.echo(f"{family.name:6} {family.title}: {source}")
+
+
+@models_app.command("export")
+def models_export(
+    family: str = typer.Argument(..., help="Only `tiny` can be exported: the real families are downloaded."),
+    directory: Path = typer.Argument(..., help="Where to write the diffusers-format pipeline."),
+) -> None:
+    """Write the tiny base model as a diffusers pipeline directory (LTX2Pipeline.from_pretrained loads it)."""
+    if family != "tiny":
+        raise fail("only the tiny family is built in code; ltx2 and ltx23 weights are downloaded (see `ltxtune models list`)")
+    from ltxtune.models.tiny import export_tiny
+
+    typer.echo(f"wrote {export_tiny(directory)}")
+
+
+def _register_service() -> None:
+    from ltxtune.api.serve import register
+
+    register(app)
+
+
+_register_service()
+
 if __name__ == "__main__":
     app()

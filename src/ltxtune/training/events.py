@@ -102,3 +102,6 @@ class RunSettings:
     allow_local_files: bool = False
     allow_private_urls: bool = False
     device: str = "auto"
+    log_every: int = 10  # steps between progress lines (the only host-device synchronisation)
+    state_every: int = 100  # steps between saved training states (resume points)
+    gradient_checkpointing: bool | None = None  # None: on for the real families, off for tiny

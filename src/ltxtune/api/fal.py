@@ -1,0 +1,224 @@
+"""fal queue routes (PROTOCOLS.md section 1) for the LTX trainer endpoints.
+
+    POST /{owner}/{app}[/{subpath}]                 submit (?fal_webhook=URL)
+    GET  /{owner}/{app}/requests/{id}/status        ?logs=1
+    GET  /{owner}/{app}/requests/{id}/status/stream server-sent status events, closed after COMPLETED
+    GET  /{owner}/{app}/requests/{id}               result
+    PUT  /{owner}/{app}/requests/{id}/cancel
+    POST /run/{owner}/{app}[/{subpath}]             synchronous run
+
+The queue and run hosts of fal share paths (`POST /{endpoint}`), so one server tells them apart by
+a `/run` prefix: point `fal-client` at it with `FAL_QUEUE_RUN_HOST=host:port` and
+`FAL_RUN_HOST=host:port/run` (the client builds `https://{FAL_RUN_HOST}/{endpoint}`).
+
+The status stream sends each status object once, when it changes, with only the log lines that
+are new since the previous event (every one is in `GET .../status?logs=1`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ltxtune.api.common import ApiContext, ApiError, Caller, context, read_json, truthy, without_inline_data
+from ltxtune.jobs import fal_view
+from ltxtune.jobs.store import JobSnapshot, JobStatus, NewJob
+from ltxtune.jobs.webhooks import UnsafeUrl, check_target_url
+from ltxtune.specs import RequestInvalid, build_plan, render_errors
+from ltxtune.specs.fal import FAL_ENDPOINTS
+
+router = APIRouter()
+PRIORITIES = {"normal": 1, "low": 2}
+POLL_S = 0.25
+KEEPALIVE_S = 15.0
+
+
+def _endpoint(owner: str, app: str, subpath: str) -> str:
+    endpoint = f"{owner}/{app}" + (f"/{subpath.strip('/')}" if subpath.strip("/") else "")
+    if endpoint not in FAL_ENDPOINTS:
+        raise ApiError(404, f"Application '{endpoint}' not found; this server runs: {', '.join(FAL_ENDPOINTS)}", error_type="not_found")
+    return endpoint
+
+
+def _start_timeout(request: Request) -> float | None:
+    value = request.headers.get("x-fal-request-timeout")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ApiError(400, f"X-Fal-Request-Timeout must be a number of seconds; got {value!r}") from None
+    if seconds <= 1:
+        raise ApiError(400, "X-Fal-Request-Timeout must be greater than 1 second")
+    return seconds
+
+
+def _submit(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, body: Any) -> JobSnapshot:
+    try:
+        plan = build_plan(endpoint, body, ctx.config.prices)
+    except RequestInvalid as invalid:
+        raise ApiError(422, str(invalid), body=render_errors(endpoint, invalid)) from None
+    if ctx.config.model is not None:
+        plan = plan.with_family(ctx.config.model)
+    webhook = request.query_params.get("fal_webhook")
+    if webhook:
+        try:
+            check_target_url(webhook, ctx.config.allow_private_urls)
+        except UnsafeUrl as refused:
+            raise ApiError(
+                422, str(refused), body={"detail": [{"loc": ["query", "fal_webhook"], "msg": str(refused), "type": "value_error"}]}
+            ) from None
+    job, _ = ctx.services.store.create(
+        NewJob(
+            flavour="fal",
+            endpoint=endpoint,
+            owner=caller.owner,
+            user_id=caller.user_id,
+            plan=plan,
+            request={"body": without_inline_data(body), "hint": request.headers.get("x-fal-runner-hint")},
+            base_url=ctx.base_url(request),
+            priority=PRIORITIES.get((request.headers.get("x-fal-queue-priority") or "normal").lower(), 1),
+            start_timeout_s=_start_timeout(request),
+            webhook_url=webhook or None,
+        )
+    )
+    for warning in plan.warnings:
+        ctx.services.store.add_log(job.id, warning, level="WARNING", source="ltxtune.api")
+    ctx.wake()
+    snapshot = ctx.services.store.snapshot(job.id)
+    assert snapshot is not None
+    return snapshot
+
+
+def _job(ctx: ApiContext, caller: Caller, owner: str, app: str, request_id: str) -> JobSnapshot:
+    snapshot = ctx.services.store.snapshot(request_id)
+    if (
+        snapshot is None
+        or snapshot.job.flavour != "fal"
+        or snapshot.job.owner != caller.owner
+        or fal_view.app_path(snapshot.job.endpoint) != f"{owner}/{app}"
+    ):
+        raise ApiError(404, "Request not found", error_type="not_found")
+    return snapshot
+
+
+def _result(ctx: ApiContext, request: Request, snapshot: JobSnapshot) -> JSONResponse:
+    job = snapshot.job
+    headers = {"X-Fal-Request-Id": job.id}
+    if job.status is JobStatus.SUCCEEDED:
+        return JSONResponse(fal_view.output(snapshot, ctx.services.files, ctx.base_url(request)), headers=headers)
+    if not job.terminal:
+        raise ApiError(400, "Request is still in progress", error_type="request_in_progress", headers=headers)
+    status, body, extra = fal_view.error_response(job)
+    return JSONResponse(body, status_code=status, headers={**headers, **extra})
+
+
+@router.post("/run/{owner}/{app}")
+@router.post("/run/{owner}/{app}/{subpath:path}")
+async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
+    """Synchronous run: submit, wait for the end, answer the result (or its error)."""
+    ctx = context(request)
+    caller = ctx.caller(request)
+    endpoint = _endpoint(owner, app, subpath)
+    body = await read_json(request)
+    snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    deadline = time.monotonic() + ctx.config.sync_wait_s
+    while not snapshot.job.terminal and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        snapshot = await run_in_threadpool(ctx.services.store.snapshot, snapshot.job.id)
+    if not snapshot.job.terminal:
+        raise ApiError(504, "the request did not finish in time; follow it on the queue", error_type="request_timeout")
+    return _result(ctx, request, snapshot)
+
+
+@router.post("/{owner}/{app}")
+@router.post("/{owner}/{app}/{subpath:path}")
+async def submit(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
+    ctx = context(request)
+    caller = ctx.caller(request)
+    endpoint = _endpoint(owner, app, subpath)
+    body = await read_json(request)
+    snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    job = snapshot.job
+    return JSONResponse(
+        {
+            "request_id": job.id,
+            "status": "IN_QUEUE",
+            "queue_position": snapshot.queue_position or 0,
+            **fal_view.queue_urls(job, ctx.base_url(request)),
+        },
+        headers={"X-Fal-Request-Id": job.id},
+    )
+
+
+@router.get("/{owner}/{app}/requests/{request_id}/status")
+def status(request: Request, owner: str, app: str, request_id: str) -> JSONResponse:
+    ctx = context(request)
+    snapshot = _job(ctx, ctx.caller(request), owner, app, request_id)
+    logs = ctx.services.store.logs(request_id) if truthy(request.query_params.get("logs")) else None
+    return JSONResponse(fal_view.status_body(snapshot, logs, ctx.base_url(request)))
+
+
+@router.get("/{owner}/{app}/requests/{request_id}/status/stream")
+async def status_stream(request: Request, owner: str, app: str, request_id: str) -> StreamingResponse:
+    ctx = context(request)
+    caller = ctx.caller(request)
+    await run_in_threadpool(_job, ctx, caller, owner, app, request_id)
+    with_logs = truthy(request.query_params.get("logs"))
+    base_url = ctx.base_url(request)
+    store = ctx.services.store
+
+    async def events():
+        last_log = 0
+        last_sent: str | None = None
+        last_time = time.monotonic()
+        while True:
+            snapshot = await run_in_threadpool(store.snapshot, request_id)
+            if snapshot is None:
+                return
+            logs = await run_in_threadpool(store.logs, request_id, last_log) if with_logs else None
+            body = fal_view.status_body(snapshot, logs, base_url)
+            text = json.dumps(body)
+            if text != last_sent or logs:
+                yield f"data: {text}\n\n"
+                last_sent, last_time = text, time.monotonic()
+                if logs:
+                    last_log = logs[-1].id
+            elif time.monotonic() - last_time > KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                last_time = time.monotonic()
+            if snapshot.job.terminal:
+                return
+            await asyncio.sleep(POLL_S)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+@router.get("/{owner}/{app}/requests/{request_id}")
+def result(request: Request, owner: str, app: str, request_id: str) -> JSONResponse:
+    ctx = context(request)
+    snapshot = _job(ctx, ctx.caller(request), owner, app, request_id)
+    return _result(ctx, request, snapshot)
+
+
+@router.put("/{owner}/{app}/requests/{request_id}/cancel")
+def cancel(request: Request, owner: str, app: str, request_id: str) -> JSONResponse:
+    ctx = context(request)
+    caller = ctx.caller(request)
+    try:
+        snapshot = _job(ctx, caller, owner, app, request_id)
+    except ApiError:
+        return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+    if snapshot.job.terminal:
+        return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+    ctx.services.store.request_cancel(request_id)
+    ctx.wake()
+    return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)

@@ -1,0 +1,148 @@
+"""The child process a job runs in (multiprocessing, spawn).
+
+The worker starts one per run so that an out-of-memory kill, a segfault or a leak in the trainer
+ends that run alone. The child:
+- dies with its parent (Linux `PR_SET_PDEATHSIG`, and `should_stop` also turns true when the parent
+  is gone), so a killed worker leaves no orphan training;
+- holds an exclusive `flock` on `<work dir>/.lock` while it runs, so two runs of one job never
+  touch its work dir at once, even if a lease was reclaimed while an old run was still exiting;
+- calls the runner (`module:function` or `/path/file.py:function`, default
+  `ltxtune.training.job:run_job`) and sends its events, then one final message, up a pipe:
+  ("event", Event) ... then ("done", JobOutputs) | ("stopped",) | ("dataset_error", message, status)
+  | ("error", message).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import importlib
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ltxtune.training.events import RunSettings, Stopped
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildArgs:
+    runner: str
+    plan_json: str
+    work_dir: Path
+    settings: RunSettings
+    parent_pid: int
+    env: dict[str, str] = field(default_factory=dict)
+    lock_timeout_s: float = 120.0
+
+
+def load_runner(spec: str) -> Callable[..., Any]:
+    """`package.module:function` or `/path/to/file.py:function`."""
+    target, _, name = spec.rpartition(":")
+    if not target or not name:
+        raise ValueError(f"runner must look like module:function; got {spec!r}")
+    if target.endswith(".py"):
+        path = Path(target)
+        module_spec = importlib.util.spec_from_file_location(f"ltxtune_runner_{path.stem}", path)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot load runner file {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    return getattr(module, name)
+
+
+def dataset_error_status(error: BaseException) -> int | None:
+    """The HTTP status of a `ltxtune.data.errors.DatasetError` (422 or 400), else None.
+
+    Matched by class name so the worker need not import the data package (and its media
+    libraries) to tell a bad dataset, which is not retried, from an infrastructure failure."""
+    if not any(cls.__name__ == "DatasetError" for cls in type(error).__mro__):
+        return None
+    status = getattr(error, "status", None)
+    if status is None and len(error.args) > 1 and isinstance(error.args[1], int):
+        status = error.args[1]
+    return status if status in (400, 422) else 422
+
+
+def error_message(error: BaseException) -> str:
+    message = getattr(error, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    if error.args and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error) or type(error).__name__
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we could ask
+        os._exit(1)
+
+
+def _lock_work_dir(work_dir: Path, timeout_s: float, should_stop: Callable[[], bool]) -> int:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(work_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if should_stop():
+                raise Stopped("stopped while waiting for the work dir") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"work dir {work_dir} is still in use by another run") from None
+            time.sleep(0.2)
+
+
+def child_main(args: ChildArgs, conn: Any, stop_event: Any) -> None:
+    os.environ.update(args.env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which stops us cleanly
+    _die_with_parent(args.parent_pid)
+    send_lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with send_lock:
+            conn.send(message)
+
+    def should_stop() -> bool:
+        return stop_event.is_set() or os.getppid() != args.parent_pid
+
+    try:
+        _lock_work_dir(args.work_dir, args.lock_timeout_s, should_stop)
+        from ltxtune.specs.plan import TrainingPlan
+
+        run_job = load_runner(args.runner)
+        plan = TrainingPlan.from_json(args.plan_json)
+        outputs = run_job(plan, args.work_dir, settings=args.settings, on_event=lambda e: send(("event", e)), should_stop=should_stop)
+        send(("done", outputs))
+    except Stopped:
+        send(("stopped",))
+    except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
+        status = dataset_error_status(error)
+        if status is not None:
+            send(("dataset_error", error_message(error), status))
+        else:
+            traceback.print_exc(file=sys.stderr)
+            send(("error", f"{type(error).__name__}: {error_message(error)}"))
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass

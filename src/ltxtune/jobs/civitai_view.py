@@ -1,0 +1,253 @@
+"""A job as the Civitai orchestration v2 API shows it: the workflow with its one `training` step and
+that step's jobs, epochs with LoRA and preview blobs, cost and transactions, and callbacks
+(PROTOCOLS.md section 2). Pure functions of a `JobSnapshot`.
+
+Statuses: a queued job is `unassigned` (no worker has it), a claimed one `preparing` (fetching and
+preparing the dataset, caching latents), `processing` once training steps are taken, then
+`succeeded`, `failed`, `expired` (its step `timeout` passed) or `canceled`; the workflow, its step
+and its current job share the status. Each run of the step is a job (`<workflow id>-<n>`): a run
+that failed for an infrastructure reason and was retried stays in `jobs` as `failed` with a
+`reason`, and a new job is added.
+
+Money: `cost.base` is the plan's price, `cost.total` what is charged (0 when the run did not
+succeed); `transactions` hold the debit made at submission and, for a run that did not succeed,
+the credit that refunds it (unverified: the refund as a `credit` transaction).
+
+Callbacks: every change of status of the workflow, the step or a job is an event
+`{level}:{status}`; each callback receives the events its `type` list names (`workflow:*`,
+`step:succeeded`, ...), in order (jobs, then the step, then the workflow, for one change).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ltxtune.jobs.air import lora_air
+from ltxtune.jobs.storage import FileStore, iso
+from ltxtune.jobs.store import Job, JobSnapshot, JobStatus, Notification
+
+CIVITAI_STATUS = {
+    JobStatus.QUEUED: "unassigned",
+    JobStatus.PREPARING: "preparing",
+    JobStatus.RUNNING: "processing",
+    JobStatus.SUCCEEDED: "succeeded",
+    JobStatus.FAILED: "failed",
+    JobStatus.EXPIRED: "expired",
+    JobStatus.CANCELED: "canceled",
+}
+
+
+def status_of(job: Job) -> str:
+    return CIVITAI_STATUS[job.status]
+
+
+def step_request(job: Job) -> dict[str, Any]:
+    """The step as submitted with defaults applied (stored with the job at submission)."""
+    return job.request["step"]
+
+
+def cost(job: Job) -> dict[str, Any]:
+    base = job.plan.price.amount
+    total = job.billed["amount"] if job.billed is not None else base
+    return {"base": _number(base), "total": _number(total)}
+
+
+def transactions(job: Job) -> dict[str, Any]:
+    amount = _number(job.plan.price.amount)
+    items = [{"type": "debit", "amount": amount, "reason": "training"}]
+    if job.billed is not None and job.billed.get("amount", 0) == 0 and amount:
+        items.append({"type": "credit", "amount": amount, "reason": f"refund: workflow {status_of(job)}"})
+    return {"list": items}
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def current_job_id(job: Job) -> str:
+    return f"{job.id}-{len(job.history)}"
+
+
+def job_entries(snapshot: JobSnapshot) -> list[dict[str, Any]]:
+    job = snapshot.job
+    entries: list[dict[str, Any]] = []
+    for index, attempt in enumerate(job.history):
+        entries.append(
+            {
+                "id": f"{job.id}-{index}",
+                "status": "failed",
+                "reason": attempt.reason,
+                "startedAt": iso(attempt.started_at),
+                "completedAt": iso(attempt.ended_at),
+            }
+        )
+    current: dict[str, Any] = {
+        "id": current_job_id(job),
+        "status": status_of(job),
+        "progress": round(job.progress, 4),
+        "startedAt": iso(job.run_started_at) if job.status is not JobStatus.QUEUED else None,
+        "completedAt": iso(job.completed_at),
+    }
+    if snapshot.queue_position is not None:
+        current["queuePosition"] = {"precedingJobs": snapshot.queue_position}
+    if job.status in (JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED) and job.error:
+        current["reason"] = job.error
+    entries.append(current)
+    return entries
+
+
+def epoch_entries(snapshot: JobSnapshot, files: FileStore) -> list[dict[str, Any]]:
+    job = snapshot.job
+    ecosystem = step_request(job)["input"]["ecosystem"]
+    bucket = job.plan.validation.bucket
+    entries = []
+    for epoch in snapshot.epochs:
+        lora = snapshot.files.get(epoch.lora_file)
+        if lora is None:
+            continue
+        url = files.url(lora, job.base_url)
+        samples = []
+        for sample_id in epoch.sample_files:
+            sample = snapshot.files.get(sample_id)
+            if sample is None:
+                continue
+            sample_url = files.url(sample, job.base_url)
+            samples.append(
+                {
+                    "type": "video",
+                    "id": sample.id,
+                    "available": True,
+                    "url": sample_url.url,
+                    "urlExpiresAt": sample_url.expires_iso,
+                    "width": bucket.width,
+                    "height": bucket.height,
+                }
+            )
+        entries.append(
+            {
+                "epochNumber": epoch.epoch,
+                "stepNumber": epoch.step,
+                "model": {
+                    "id": lora.id,
+                    "air": lora_air(ecosystem, job.id, epoch.epoch),
+                    "name": lora.name,
+                    "size": lora.size,
+                    "available": True,
+                    "url": url.url,
+                    "urlExpiresAt": url.expires_iso,
+                },
+                "samples": samples,
+            }
+        )
+    return entries
+
+
+def step_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
+    job = snapshot.job
+    step = step_request(job)
+    return {
+        "$type": "training",
+        "name": step["name"],
+        "priority": step["priority"],
+        "retries": step["retries"],
+        "timeout": step.get("timeout"),
+        "status": status_of(job),
+        "startedAt": iso(job.started_at),
+        "completedAt": iso(job.completed_at),
+        "estimatedProgressRate": round(job.progress, 4),
+        "input": step["input"],
+        "jobs": job_entries(snapshot),
+        "output": {"moderationStatus": "approved", "epochs": epoch_entries(snapshot, files)},
+    }
+
+
+def workflow_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
+    job = snapshot.job
+    return {
+        "id": job.id,
+        "status": status_of(job),
+        "createdAt": iso(job.created_at),
+        "startedAt": iso(job.started_at),
+        "completedAt": iso(job.completed_at),
+        "tags": list(job.tags),
+        "metadata": job.metadata,
+        "externalId": job.external_id,
+        "cost": cost(job),
+        "transactions": transactions(job),
+        "callbacks": list(job.callbacks),
+        "steps": [step_view(snapshot, files)],
+    }
+
+
+def whatif_view(request: dict[str, Any], price: float, tags: list[str], metadata: dict[str, Any], external_id: str | None) -> dict[str, Any]:
+    """The answer to `whatif=true`: the workflow as it would be, priced, with nothing stored or run."""
+    amount = _number(price)
+    return {
+        "id": None,
+        "status": "unassigned",
+        "createdAt": iso(time.time()),
+        "startedAt": None,
+        "completedAt": None,
+        "tags": tags,
+        "metadata": metadata,
+        "externalId": external_id,
+        "cost": {"base": amount, "total": amount},
+        "transactions": {"list": [{"type": "debit", "amount": amount, "reason": "training"}]},
+        "steps": [{"$type": "training", **{k: v for k, v in request.items() if k != "$type"}, "status": "unassigned", "jobs": []}],
+    }
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+
+
+def _levels(snapshot: JobSnapshot | None) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(key, level, status, extra fields) for every job, the step and the workflow."""
+    if snapshot is None:
+        return []
+    job = snapshot.job
+    levels = []
+    for entry in job_entries(snapshot):
+        levels.append((f"job:{entry['id']}", "job", entry["status"], {"jobId": entry["id"], "progress": entry.get("progress", 0.0)}))
+    levels.append(("step", "step", status_of(job), {"name": step_request(job)["name"]}))
+    levels.append(("workflow", "workflow", status_of(job), {}))
+    return levels
+
+
+def _matches(types: list[str], level: str, status: str) -> bool:
+    return f"{level}:{status}" in types or f"{level}:*" in types
+
+
+def callbacks(before: JobSnapshot | None, after: JobSnapshot, files: FileStore) -> list[Notification]:
+    job = after.job
+    if not job.callbacks:
+        return []
+    previous = {key: status for key, _, status, _ in _levels(before)}
+    changes = [(level, status, extra) for key, level, status, extra in _levels(after) if previous.get(key) != status]
+    if not changes:
+        return []
+    now = iso(time.time())
+    details: dict[str, Any] = {}
+    notifications = []
+    for callback in job.callbacks:
+        types = callback.get("type") or ["workflow:*"]
+        for level, status, extra in changes:
+            if not _matches(types, level, status):
+                continue
+            body: dict[str, Any] = {"$type": level, "workflowId": job.id, "status": status, "timestamp": now, **extra}
+            if callback.get("detailed"):
+                key = f"{level}:{extra.get('jobId', '')}"
+                if key not in details:
+                    details[key] = _details(level, after, files, extra)
+                body["details"] = details[key]
+            notifications.append(Notification(url=callback["url"], kind="civitai", body=json.dumps(body).encode()))
+    return notifications
+
+
+def _details(level: str, snapshot: JobSnapshot, files: FileStore, extra: dict[str, Any]) -> dict[str, Any]:
+    if level == "workflow":
+        return workflow_view(snapshot, files)
+    if level == "step":
+        return step_view(snapshot, files)
+    return next((e for e in job_entries(snapshot) if e["id"] == extra["jobId"]), {})

@@ -1,0 +1,151 @@
+"""Output files on local disk, handed out at signed URLs that expire.
+
+Layout under the data dir:
+    files/<job id>/<role>/<name>     delivered outputs (role: lora_file, config_file, video,
+                                     debug_dataset, epoch-3/lora, epoch-3/sample-0)
+    work/<job id>/                   the trainer's work dir, kept until the job ends
+    secrets/url-signing.key          HMAC key for file URLs (made once, 0600)
+
+A URL is `{base}/files/{file id}/{name}?expires={unix}&sig={hmac}`: HMAC-SHA256 of
+`{file id}:{expires}` under the server secret. Expiry times are rounded up to the next minute so
+that polling a job returns the same URLs for a while (and clients can cache them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import mimetypes
+import os
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+from ltxtune.jobs.store import FileRecord, Job, Store
+
+CONTENT_TYPES = {
+    ".safetensors": "application/octet-stream",
+    ".json": "application/json",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".zip": "application/zip",
+    ".tar": "application/x-tar",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".txt": "text/plain",
+}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def content_type_for(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def safe_name(name: str) -> str:
+    cleaned = _SAFE_NAME.sub("_", Path(name).name).strip("._") or "file"
+    return cleaned[:128]
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """A secret made once and kept in the data dir (0600), so it survives restarts and is shared by
+    every process serving the same store."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_bytes(nbytes)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value)
+    try:
+        os.link(tmp, path)  # fails if another process made it first: use theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    expires_at: float
+
+    @property
+    def expires_iso(self) -> str:
+        return iso(self.expires_at)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FileStore:
+    def __init__(self, data_dir: Path, store: Store, url_ttl_s: int):
+        self.root = Path(data_dir)
+        self.files_dir = self.root / "files"
+        self.work_root = self.root / "work"
+        self.store = store
+        self.url_ttl_s = url_ttl_s
+        self._secret = read_or_create_secret(self.root / "secrets" / "url-signing.key")
+
+    # -- where things go ------------------------------------------------------------------------
+
+    def work_dir(self, job_id: str) -> Path:
+        return self.work_root / job_id
+
+    def discard_work(self, job_id: str) -> None:
+        shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+
+    def save(self, job: Job, role: str, source: Path, name: str | None = None) -> FileRecord:
+        """Copy `source` into the job's files as `role` (the same role again replaces it, same id)."""
+        name = safe_name(name or source.name)
+        folder = self.files_dir / job.id / role
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / name
+        tmp = folder / f".{name}.{os.getpid()}.part"
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        for stale in folder.iterdir():  # a re-run may have named the file differently
+            if stale.name != name and not stale.name.startswith("."):
+                stale.unlink(missing_ok=True)
+        return self.store.put_file(job.id, job.owner, role, target, name, content_type_for(name), target.stat().st_size)
+
+    def delete(self, records: list[FileRecord]) -> None:
+        for record in records:
+            record.path.unlink(missing_ok=True)
+
+    def discard_outputs(self, job_id: str) -> None:
+        self.delete(self.store.delete_outputs(job_id))
+        shutil.rmtree(self.files_dir / job_id, ignore_errors=True)
+
+    # -- signed URLs ----------------------------------------------------------------------------
+
+    def _signature(self, file_id: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def url(self, record: FileRecord, base_url: str, now: float | None = None) -> SignedUrl:
+        now = time.time() if now is None else now
+        expires = int(math.ceil((now + self.url_ttl_s) / 60.0) * 60)
+        path = f"/files/{record.id}/{quote(record.name)}"
+        return SignedUrl(f"{base_url.rstrip('/')}{path}?expires={expires}&sig={self._signature(record.id, expires)}", expires)
+
+    def verify(self, file_id: str, expires: str | None, sig: str | None, now: float | None = None) -> bool:
+        if not expires or not sig or not expires.isdigit():
+            return False
+        now = time.time() if now is None else now
+        if int(expires) < now:
+            return False
+        return hmac.compare_digest(self._signature(file_id, int(expires)), sig)

@@ -1,0 +1,256 @@
+"""Delivering the outbox: fal webhooks and Civitai callbacks, signed, retried, in order.
+
+Signing (ED25519, the scheme fal uses for its webhooks):
+
+    message   = f"{request_id}\\n{user_id}\\n{timestamp}\\n{sha256hex(body)}"
+    signature = hex(ed25519_sign(message))
+
+fal webhooks carry it in `X-Fal-Webhook-Request-Id`, `-User-Id`, `-Timestamp` and `-Signature`;
+Civitai callbacks in `X-Ltxtune-Webhook-Request-Id`, `-User-Id`, `-Timestamp`, `-Signature`
+(`request_id` is the workflow id). The public key is published at `/.well-known/jwks.json` (and
+`/.well-known/ltxtune-webhook-key`) as a JWKS with one OKP/Ed25519 key; `verify_signature` here is
+what a receiver does. The private key is made once and kept in the data dir.
+
+Delivery: each (job, receiver) pair is a queue; its head is posted, and the next waits until the
+head was answered 2xx or given up on. A failed try is retried after base x 2^(tries-1) seconds
+(capped), `webhook_attempts` tries in all (fal: 10 tries over about two hours).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ltxtune.jobs.store import OutboxRecord, Store
+
+log = logging.getLogger(__name__)
+
+HEADER_PREFIX = {"fal": "X-Fal-Webhook-", "civitai": "X-Ltxtune-Webhook-"}
+
+
+def signed_message(request_id: str, user_id: str, timestamp: str, body: bytes) -> bytes:
+    return "\n".join([request_id, user_id, timestamp, hashlib.sha256(body).hexdigest()]).encode()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Signer:
+    """The server's ED25519 webhook key, made once under the data dir."""
+
+    def __init__(self, key_path: Path):
+        self._key = self._load_or_create(Path(key_path))
+        raw = self._key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.public_key_raw = raw
+        self.key_id = hashlib.sha256(raw).hexdigest()[:16]
+
+    @staticmethod
+    def _load_or_create(path: Path) -> Ed25519PrivateKey:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
+            try:
+                os.link(tmp, path)  # another process may have made one first: keep theirs
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, Ed25519PrivateKey)
+        return key
+
+    def sign(self, message: bytes) -> str:
+        return self._key.sign(message).hex()
+
+    def headers(self, kind: str, request_id: str, user_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        prefix = HEADER_PREFIX[kind]
+        return {
+            "Content-Type": "application/json",
+            f"{prefix}Request-Id": request_id,
+            f"{prefix}User-Id": user_id,
+            f"{prefix}Timestamp": stamp,
+            f"{prefix}Signature": self.sign(signed_message(request_id, user_id, stamp, body)),
+        }
+
+    def jwks(self) -> dict:
+        return {
+            "keys": [
+                {"kty": "OKP", "crv": "Ed25519", "x": _b64url(self.public_key_raw), "kid": self.key_id, "use": "sig", "alg": "EdDSA"}
+            ]
+        }
+
+
+def public_keys_from_jwks(jwks: dict) -> list[Ed25519PublicKey]:
+    return [
+        Ed25519PublicKey.from_public_bytes(_b64url_decode(key["x"]))
+        for key in jwks.get("keys", [])
+        if key.get("kty") == "OKP" and key.get("crv") == "Ed25519"
+    ]
+
+
+def verify_signature(
+    jwks: dict, headers: dict[str, str], body: bytes, *, kind: str = "fal", max_age_s: float = 300.0
+) -> bool:
+    """What a receiver does: check the timestamp is fresh and the signature matches a published key."""
+    prefix = HEADER_PREFIX[kind].lower()
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        request_id = lowered[f"{prefix}request-id"]
+        user_id = lowered[f"{prefix}user-id"]
+        timestamp = lowered[f"{prefix}timestamp"]
+        signature = bytes.fromhex(lowered[f"{prefix}signature"])
+    except (KeyError, ValueError):
+        return False
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > max_age_s:
+        return False
+    message = signed_message(request_id, user_id, timestamp, body)
+    for key in public_keys_from_jwks(jwks):
+        try:
+            key.verify(signature, message)
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+class UnsafeUrl(ValueError):
+    pass
+
+
+def check_target_url(url: str, allow_private: bool) -> None:
+    """Refuse webhook targets that are not http(s), or that resolve to loopback, private or
+    link-local addresses unless the operator allowed them (`--allow-private-urls`)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeUrl(f"must be an http(s) URL; got {url!r}")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP)
+    except socket.gaierror as error:
+        raise UnsafeUrl(f"host {parts.hostname!r} does not resolve: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise UnsafeUrl(f"host {parts.hostname!r} resolves to a non-public address ({address}); the server refuses those")
+
+
+class Dispatcher:
+    """A thread delivering due notifications from the outbox until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        *,
+        attempts: int = 10,
+        base_delay_s: float = 7.0,
+        max_delay_s: float = 1800.0,
+        timeout_s: float = 10.0,
+        allow_private_urls: bool = False,
+        poll_s: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        check_url: Callable[[str, bool], None] = check_target_url,
+    ):
+        self.store = store
+        self.signer = signer
+        self.attempts = attempts
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.allow_private_urls = allow_private_urls
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self._check_url = check_url
+        self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="ltxtune-webhooks", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._client.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.deliver_due()
+            except Exception:
+                log.exception("webhook delivery loop failed; continuing")
+                worked = 0
+            if not worked:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    def retry_delay(self, tries: int) -> float:
+        return min(self.base_delay_s * 2 ** (tries - 1), self.max_delay_s)
+
+    def deliver_due(self) -> int:
+        """One pass: post the head of every due queue once. Returns how many were tried."""
+        tried = 0
+        for item in self.store.due_deliveries():
+            if self._stop.is_set():
+                break
+            if not self.store.lease_delivery(item.id, seconds=self.timeout_s + 30.0):
+                continue
+            tried += 1
+            self._deliver(item)
+        return tried
+
+    def _deliver(self, item: OutboxRecord) -> None:
+        error: str | None = None
+        try:
+            self._check_url(item.url, self.allow_private_urls)
+            headers = self.signer.headers(item.kind, item.request_id, item.user_id, item.body)
+            response = self._client.post(item.url, content=item.body, headers=headers)
+            if 200 <= response.status_code < 300:
+                self.store.delivered(item.id)
+                return
+            error = f"HTTP {response.status_code}"
+        except UnsafeUrl as refused:
+            self.store.delivery_failed(item.id, f"refused: {refused}", retry_at=None)
+            log.warning("webhook %s for job %s refused: %s", item.id, item.job_id, refused)
+            return
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        tries = item.attempts + 1
+        if tries >= self.attempts:
+            log.warning("webhook %s for job %s to %s: giving up after %d tries (%s)", item.id, item.job_id, item.url, tries, error)
+            self.store.delivery_failed(item.id, error, retry_at=None)
+        else:
+            self.store.delivery_failed(item.id, error, retry_at=time.time() + self.retry_delay(tries))
