@@ -1,0 +1,224 @@
+"""Fetch the training archive: `http(s)://`, `data:` URIs, and local files from the command line.
+
+- Remote fetches are streamed to disk under a size cap, with connect/read timeouts and an overall
+  deadline. Every TCP connection, redirects included, is checked at connect time against the
+  address it actually dials: loopback, private, link-local, shared, reserved and multicast
+  addresses are refused unless the operator allows private URLs, so a training URL cannot be
+  used to reach the server's own network (this also defeats DNS rebinding). Environment proxies
+  are not used, for the same reason.
+- `data:` URIs (what fal-client's `encode_file` sends) are decoded to a file under the same cap.
+- Local paths and `file://` URLs are read in place, only when `allow_local_files` (command line).
+- Whatever was fetched must be a zip archive; every failure here is a `DatasetError` with
+  status 400 worded "<field> not reachable: <why>".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import socket
+import time
+import urllib.parse
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpcore
+import httpx
+
+from ltxtune.data.errors import SOURCE_STATUS, DatasetError, human_size, source_error
+
+GiB = 1024**3
+ARCHIVE_NAME = "source.zip"
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int = 16 * GiB
+    connect_timeout_s: float = 15.0
+    read_timeout_s: float = 60.0
+    total_timeout_s: float = 2 * 3600.0
+    max_redirects: int = 5
+
+
+class BlockedAddress(Exception):
+    """A connection to a non-public address was refused."""
+
+
+def fetch_source(
+    url: str,
+    dest_dir: Path,
+    *,
+    field: str = "training_data_url",
+    allow_local_files: bool = False,
+    allow_private_urls: bool = False,
+    limits: FetchLimits | None = None,
+) -> Path:
+    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself."""
+    limits = limits or FetchLimits()
+    url = url.strip()
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        path = _download(url, dest_dir / ARCHIVE_NAME, field, allow_private_urls, limits)
+    elif scheme == "data":
+        path = _decode_data_uri(url, dest_dir / ARCHIVE_NAME, field, limits)
+    elif scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
+        if not allow_local_files:
+            raise DatasetError(
+                f"{field} must be an http(s):// or data: URL; local files are accepted only from the command line",
+                status=SOURCE_STATUS,
+            )
+        path = _local_file(url, field)
+    else:
+        raise DatasetError(f"{field}: unsupported URL scheme {scheme!r}; use http(s):// or data:", status=SOURCE_STATUS)
+    ensure_zip(path, field)
+    return path
+
+
+def ensure_zip(path: Path, field: str) -> None:
+    size = path.stat().st_size
+    if size == 0:
+        raise DatasetError(f"{field} is not a zip archive: the file is empty (0 bytes)", status=SOURCE_STATUS)
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        raise DatasetError(
+            f"{field} is not a zip archive ({human_size(size)} starting with {head!r}); upload a .zip of your clips",
+            status=SOURCE_STATUS,
+        )
+
+
+def _local_file(url: str, field: str) -> Path:
+    if url.lower().startswith("file:"):
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise source_error(field, f"file:// URLs must name a local path, not host {parts.netloc!r}")
+        path = Path(urllib.parse.unquote(parts.path))
+    else:
+        path = Path(url).expanduser()
+    if not path.exists():
+        raise source_error(field, f"no such file: {path}")
+    if not path.is_file():
+        raise source_error(field, f"{path} is not a file (zip your clips and pass the .zip)")
+    return path
+
+
+def _decode_data_uri(url: str, dest: Path, field: str, limits: FetchLimits) -> Path:
+    header, comma, payload = url.partition(",")
+    if not comma:
+        raise source_error(field, "malformed data: URI (no comma)")
+    is_base64 = header.lower().endswith(";base64")
+    estimated = len(payload) * 3 // 4 if is_base64 else len(payload)
+    if estimated > limits.max_bytes:
+        raise source_error(
+            field, f"the data: URI holds {human_size(estimated)}, more than the {human_size(limits.max_bytes)} limit"
+        )
+    try:
+        if is_base64:
+            data = base64.b64decode("".join(payload.split()), validate=True)
+        else:
+            data = urllib.parse.unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as error:
+        raise source_error(field, f"malformed base64 in data: URI ({error})") from error
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return dest
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+    return ip.is_global and not ip.is_multicast
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Dials only checked addresses; TLS still verifies the certificate against the host name."""
+
+    def __init__(self, allow_private: bool):
+        self.allow_private = allow_private
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        host = host.strip("[]")
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise httpcore.ConnectError(f"cannot resolve host {host!r} ({error.strerror})") from error
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        allowed = [a for a in addresses if self.allow_private or is_public_address(a)]
+        if not allowed:
+            raise BlockedAddress(
+                f"{host} resolves to {', '.join(addresses)}, a loopback, private or link-local address; "
+                "only public addresses are fetched (an operator can allow private URLs)"
+            )
+        error: Exception | None = None
+        for address in allowed:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as failure:
+                error = failure
+        raise error  # type: ignore[misc]
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, allow_private: bool):
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            network_backend=_GuardedBackend(allow_private),
+        )
+
+
+def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits) -> Path:
+    timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
+    client = httpx.Client(
+        transport=_GuardedTransport(allow_private),
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=limits.max_redirects,
+        trust_env=False,
+        headers={"User-Agent": "ltxtune", "Accept-Encoding": "identity"},
+    )
+    deadline = time.monotonic() + limits.total_timeout_s
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with client, client.stream("GET", url) as response:
+            if response.status_code >= 400:
+                raise source_error(field, f"HTTP {response.status_code} {response.reason_phrase}".strip())
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+                raise source_error(
+                    field,
+                    f"the archive is {human_size(int(declared))}, more than the {human_size(limits.max_bytes)} limit",
+                )
+            received = 0
+            with open(dest, "wb") as out:
+                for chunk in response.iter_bytes(1 << 20):  # decoded: a gzip body counts at full size
+                    received += len(chunk)
+                    if received > limits.max_bytes:
+                        raise source_error(
+                            field, f"the archive is larger than the {human_size(limits.max_bytes)} limit"
+                        )
+                    if time.monotonic() > deadline:
+                        raise source_error(field, f"the download took longer than {limits.total_timeout_s:.0f} s")
+                    out.write(chunk)
+    except DatasetError:
+        dest.unlink(missing_ok=True)
+        raise
+    except BlockedAddress as error:
+        dest.unlink(missing_ok=True)
+        raise source_error(field, str(error)) from None
+    except httpx.TooManyRedirects:
+        dest.unlink(missing_ok=True)
+        raise source_error(field, f"more than {limits.max_redirects} redirects") from None
+    except httpx.TimeoutException as error:
+        dest.unlink(missing_ok=True)
+        raise source_error(field, f"timed out ({type(error).__name__})") from None
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as error:
+        dest.unlink(missing_ok=True)
+        raise source_error(field, str(error) or type(error).__name__) from None
+    return dest
