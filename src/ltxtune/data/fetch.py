@@ -53,27 +53,39 @@ def fetch_source(
     field: str = "training_data_url",
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
-    limits: FetchLimits | None = None,
+    limits: FetchLimits = FetchLimits(),
 ) -> Path:
     """The zip archive `url` points to: a file under `dest_dir`, or the local file itself."""
-    limits = limits or FetchLimits()
+    path = fetch_file(url, dest_dir / ARCHIVE_NAME, field=field, allow_local_files=allow_local_files,
+                      allow_private_urls=allow_private_urls, limits=limits)
+    ensure_zip(path, field)
+    return path
+
+
+def fetch_file(
+    url: str,
+    dest: Path,
+    *,
+    field: str,
+    allow_local_files: bool = False,
+    allow_private_urls: bool = False,
+    limits: FetchLimits = FetchLimits(),
+) -> Path:
+    """Any file `url` points to (a validation image, a reference video): `dest`, or the local file itself."""
     url = url.strip()
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        path = _download(url, dest_dir / ARCHIVE_NAME, field, allow_private_urls, limits)
-    elif scheme == "data":
-        path = _decode_data_uri(url, dest_dir / ARCHIVE_NAME, field, limits)
-    elif scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
+        return _download(url, dest, field, allow_private_urls, limits)
+    if scheme == "data":
+        return _decode_data_uri(url, dest, field, limits)
+    if scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
         if not allow_local_files:
             raise DatasetError(
                 f"{field} must be an http(s):// or data: URL; local files are accepted only from the command line",
                 status=SOURCE_STATUS,
             )
-        path = _local_file(url, field)
-    else:
-        raise DatasetError(f"{field}: unsupported URL scheme {scheme!r}; use http(s):// or data:", status=SOURCE_STATUS)
-    ensure_zip(path, field)
-    return path
+        return _local_file(url, field)
+    raise DatasetError(f"{field}: unsupported URL scheme {scheme!r}; use http(s):// or data:", status=SOURCE_STATUS)
 
 
 def ensure_zip(path: Path, field: str) -> None:

@@ -30,8 +30,17 @@ Device = torch.device | str
 
 
 def _frozen(module: torch.nn.Module, device: Device, dtype: torch.dtype | None) -> Any:
-    module = module.to(device=device, dtype=dtype) if dtype is not None else module.to(device)
+    current = next(module.parameters(), torch.empty(0)).dtype
+    # Casting only when needed also spares diffusers' "modules that should be kept in float32" warning.
+    module = module.to(device=device, dtype=dtype) if dtype not in (None, current) else module.to(device)
     return module.eval().requires_grad_(False)
+
+
+def load_connectors(family: str | ModelFamily, device: Device = "cpu", dtype: torch.dtype | None = None):
+    """The text connectors alone (the pipelines run them on pre-connector prompt states)."""
+    family = get_family(family)
+    module = tiny.build_tiny_connectors() if family.is_tiny else _load_real(family, "connectors", dtype)
+    return _frozen(module, device, dtype)
 
 
 def _component_class(library: str, class_name: str):
