@@ -64,3 +64,48 @@ def test_price_with_overrides(tmp_path):
     prices.write_text(json.dumps({"typo": 1.0}))
     result = runner.invoke(app, ["price", "civitai", str(EXAMPLES / "civitai-ltx23.json"), "--prices", str(prices)])
     assert result.exit_code == 2 and "price table" in result.stderr
+
+
+def _request(tmp_path, **fields) -> Path:
+    from tests.data.media import make_video, make_zip
+
+    clip = make_video(tmp_path / "a.mp4", 128, 96, frames=17, fps=24)
+    make_zip(tmp_path / "clips.zip", {"a.mp4": clip, "a.txt": b"a square"})
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"training_data_url": "clips.zip", "number_of_frames": 17, "resolution": "low",
+                                   "aspect_ratio": "16:9", **fields}))
+    return request
+
+
+def test_prepare_summarises_a_local_zip(tmp_path):
+    result = runner.invoke(app, ["prepare", "fal-ai/ltx23-trainer-v2/t2v", str(_request(tmp_path)), "--out", str(tmp_path / "work")])
+    assert result.exit_code == 0, result.output
+    assert "512x288" in result.stdout
+    assert (tmp_path / "work" / "prepared" / "manifest.json").exists()
+
+
+def test_prepare_refuses_what_is_not_a_zip(tmp_path):
+    request = _request(tmp_path)
+    (tmp_path / "clips.zip").write_text("not a zip")
+    result = runner.invoke(app, ["prepare", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--out", str(tmp_path / "work")])
+    assert result.exit_code == 1
+    assert "training_data_url is not a zip archive" in result.stderr
+
+
+def test_train_tiny_lists_the_files_it_wrote(tmp_path):
+    request = _request(tmp_path, number_of_steps=100, trigger_phrase="TOK")
+    result = runner.invoke(app, ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--out", str(tmp_path / "run"),
+                                 "--model", "tiny", "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert f"lora_file      {tmp_path / 'run' / 'outputs' / 'lora.safetensors'}" in result.stdout
+    assert "config_file" in result.stdout and "video" not in result.stdout.split("Files written:")[1].split("price")[0]
+    again = runner.invoke(app, ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--out", str(tmp_path / "run"),
+                                "--model", "tiny", "--cache-dir", str(tmp_path / "cache")])
+    assert again.exit_code == 0 and "resuming from step 100" in again.stderr
+
+
+def test_models_export_tiny_and_refuse_real(tmp_path):
+    result = runner.invoke(app, ["models", "export", "tiny", str(tmp_path / "tiny")])
+    assert result.exit_code == 0 and (tmp_path / "tiny" / "model_index.json").exists()
+    result = runner.invoke(app, ["models", "export", "ltx23", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "only the tiny family" in result.stderr

@@ -147,7 +147,7 @@ def train(
     from ltxtune.data.errors import DatasetError
     from ltxtune.models.families import ModelNotAvailable
     from ltxtune.progress import ConsoleProgress
-    from ltxtune.training.events import RunSettings
+    from ltxtune.events import RunSettings
     from ltxtune.training.job import run_job
 
     plan = plan_for_run(endpoint, request, model, continue_from)

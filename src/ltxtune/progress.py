@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ltxtune.training.events import CheckpointSaved, Event, LogLine, Progress
+from ltxtune.events import CheckpointSaved, Event, LogLine, Progress
 
 PHASE_LABELS = {"prepare": "preparing clips", "cache": "encoding", "train": "training", "validate": "previews"}
 

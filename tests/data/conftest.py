@@ -17,7 +17,7 @@ from ltxtune.data import PreparedDataset, prepare_dataset
 from ltxtune.specs import build_plan
 from ltxtune.specs.common import Bucket
 from ltxtune.specs.plan import TrainingPlan
-from ltxtune.training.events import LogLine, OnEvent, Progress, ignore_event
+from ltxtune.events import LogLine, OnEvent, Progress, ignore_event
 from tests.data.media import make_zip
 
 T2V = "fal-ai/ltx23-trainer-v2/t2v"

@@ -7,7 +7,7 @@ import pytest
 
 from ltxtune.data import TOO_SHORT, DatasetError, PreparedDataset, prepare_dataset, summarise
 from ltxtune.data.audio import read_wav
-from ltxtune.training.events import LogLine, Progress
+from ltxtune.events import LogLine, Progress
 from tests.data.conftest import prepare_files, tiny_plan
 from tests.data.media import frame_indices, make_image, make_video, make_zip, read_frames
 

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from ltxtune.training.events import CheckpointSaved, JobOutputs, LogLine, Progress, Stopped
+from ltxtune.events import CheckpointSaved, JobOutputs, LogLine, Progress, Stopped
 
 def _dataset_error(message: str, status: int) -> Exception:
     """The real `ltxtune.data.errors.DatasetError`, imported only when needed (the data package

@@ -8,7 +8,7 @@ import pytest
 
 from ltxtune.specs.common import Family
 from ltxtune.specs.plan import TrainingPlan
-from ltxtune.training.events import RunSettings
+from ltxtune.events import RunSettings
 from ltxtune.training.job import run_job
 from tests.data.conftest import tiny_plan
 from tests.data.media import make_image, make_video, make_zip

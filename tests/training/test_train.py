@@ -15,7 +15,7 @@ from ltxtune.specs.common import Family
 from ltxtune.models.load import load_transformer
 from ltxtune.models.lora import inject_lora, lora_state_dict_comfy, read_lora
 from ltxtune.training.cache import Cache, build_examples
-from ltxtune.training.events import CheckpointSaved, Progress, Stopped
+from ltxtune.events import CheckpointSaved, Progress, Stopped
 from ltxtune.training.loop import LoopSettings, train
 from ltxtune.training.strategies import strategy_for
 from tests.training.conftest import plan_for, run, settings, short

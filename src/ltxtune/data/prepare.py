@@ -46,7 +46,7 @@ from ltxtune.data.scenes import detect_scenes
 from ltxtune.data.summary import summarise
 from ltxtune.specs.common import Mode
 from ltxtune.specs.plan import TrainingPlan
-from ltxtune.training.events import LogLine, OnEvent, Progress, ignore_event
+from ltxtune.events import LogLine, OnEvent, Progress, ignore_event
 
 TOO_SHORT = "All training videos are too short to be trainable"
 # Fitting runs in worker processes when the decoding work is at least this many pixel-frames.

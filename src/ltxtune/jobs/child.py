@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ltxtune.training.events import RunSettings, Stopped
+from ltxtune.events import RunSettings, Stopped
 
 PR_SET_PDEATHSIG = 1
 

@@ -30,7 +30,7 @@ from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import Job, JobStatus
 from ltxtune.specs.pricing import unbilled
-from ltxtune.training.events import CheckpointSaved, JobOutputs, LogLine, Progress, RunSettings
+from ltxtune.events import CheckpointSaved, JobOutputs, LogLine, Progress, RunSettings
 
 log = logging.getLogger(__name__)
 READ_INTERVAL_S = 0.2

@@ -25,7 +25,7 @@ from ltxtune.models.families import ModelFamily
 from ltxtune.models.latents import encode_audio_waveform, encode_video
 from ltxtune.models.load import load_audio_vae, load_text_encoder, load_video_vae
 from ltxtune.models.text import PromptEmbeddings, TextEncoder
-from ltxtune.training.events import LogLine, OnEvent, Progress
+from ltxtune.events import LogLine, OnEvent, Progress
 from ltxtune.training.media import read_audio, read_media
 
 CACHE_VERSION = "1"

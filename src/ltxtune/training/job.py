@@ -23,7 +23,7 @@ from ltxtune.models.load import load_transformer
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.training.cache import Cache, build_examples, weights_id
-from ltxtune.training.events import (
+from ltxtune.events import (
     CheckpointSaved,
     JobOutputs,
     LogLine,

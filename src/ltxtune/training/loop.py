@@ -20,7 +20,7 @@ from ltxtune.models.lora import lora_parameters
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.training.cache import Encoded
 from ltxtune.training.checkpoint import load_state, save_state
-from ltxtune.training.events import LogLine, OnEvent, Progress, ShouldStop, Stopped
+from ltxtune.events import LogLine, OnEvent, Progress, ShouldStop, Stopped
 from ltxtune.training.optim import build_optimizer
 from ltxtune.training.schedules import lr_multiplier, sample_sigmas
 from ltxtune.training.strategies import Batch, Strategy

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import torch
 
-from ltxtune.training.events import LogLine, OnEvent
+from ltxtune.events import LogLine, OnEvent
 
 WEIGHT_DECAY = 0.01
 

@@ -1,4 +1,5 @@
-"""What a training job reports while it runs and what it leaves behind.
+"""What a job reports while it runs and what it leaves behind: the vocabulary that data
+preparation, training, the job store and the API share, so it sits below all of them.
 
 Torch-free, so the job store and the API can hold these without importing the trainer.
 Progress leaves the trainer through an `on_event` callback; cancellation enters through a
