@@ -52,6 +52,15 @@ class Encoded:
     fps: float
     is_image: bool
 
+    def to(self, device: torch.device) -> "Encoded":
+        """On the training device once, so no step copies from the host (latents are small)."""
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        return Encoded(sample_id=self.sample_id, video=move(self.video), audio=move(self.audio),
+                       reference=move(self.reference), prompts=tuple(p.to(device) for p in self.prompts),
+                       fps=self.fps, is_image=self.is_image)
+
     @property
     def video_tokens(self) -> int:
         _, frames, height, width = self.video.shape

@@ -72,6 +72,7 @@ def train(
     `plan.validation.at_steps` (save the LoRA, render previews). Raises `Stopped` when asked to stop.
     """
     optimisation = plan.optimisation
+    examples = [example.to(settings.device) for example in examples]
     parameters = named_lora_parameters(transformer)
     optimizer = build_optimizer(optimisation.optimizer, parameters.values(), optimisation.learning_rate, settings.device, on_event)
     resumed = load_state(settings.state_dir, parameters, optimizer, fingerprint)
@@ -95,7 +96,7 @@ def train(
         generator = step_generator(optimisation.seed, step)
         example = examples[example_for_step(optimisation.seed, step, len(examples))]
         variant = int(torch.randint(len(example.prompts), (1,), generator=generator))
-        batch = Batch.from_example(example, variant, settings.device, settings.dtype)
+        batch = Batch.from_example(example, variant, settings.dtype)
         sigma = sample_sigmas(1, example.video_tokens, generator)
         inputs = strategy.prepare_inputs(batch, sigma, generator, transformer)
         with autocast:

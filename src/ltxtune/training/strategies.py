@@ -34,15 +34,16 @@ class Batch:
     is_image: bool
 
     @classmethod
-    def from_example(cls, example: Encoded, variant: int, device: torch.device, dtype: torch.dtype) -> "Batch":
-        def put(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else tensor[None].to(device)
+    def from_example(cls, example: Encoded, variant: int, dtype: torch.dtype) -> "Batch":
+        """A batch of one from an example already on the training device (`Encoded.to`)."""
+        def batched(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor[None]
 
         return cls(
-            video=put(example.video),
-            audio=put(example.audio),
-            reference=put(example.reference),
-            prompt=example.prompts[variant].to(device, dtype),
+            video=batched(example.video),
+            audio=batched(example.audio),
+            reference=batched(example.reference),
+            prompt=example.prompts[variant].to(dtype=dtype),
             fps=example.fps,
             is_image=example.is_image,
         )
@@ -75,13 +76,20 @@ class ModelInputs:
         }
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device` without making the host wait for the GPU (pinned, asynchronous copy)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def _noise_like(latents: torch.Tensor, generator: torch.Generator, noise_offset: float) -> torch.Tensor:
     """Gaussian noise drawn on the CPU generator (identical on every device), plus a per-channel offset."""
     noise = torch.randn(latents.shape, generator=generator)
     if noise_offset:
         offset_shape = latents.shape[:2] + (1,) * (latents.ndim - 2)
         noise = noise + noise_offset * torch.randn(offset_shape, generator=generator)
-    return noise.to(latents.device, latents.dtype)
+    return to_device(noise, latents.device).to(latents.dtype)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ class Strategy:
 
     def prepare_inputs(self, batch: Batch, sigma: torch.Tensor, generator: torch.Generator, transformer) -> ModelInputs:
         device = batch.video.device
-        sigma = sigma.to(device)
+        sigma = to_device(sigma, device)
         size, _, frames, height, width = batch.video.shape
         x0 = pack_video_latents(batch.video)
         noise = pack_video_latents(_noise_like(batch.video, generator, self.noise_offset))
