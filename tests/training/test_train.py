@@ -200,3 +200,20 @@ def test_a_lora_learns_one_clip(archives, cache_dir, tmp_path):
     outputs, _ = run(plan, tmp_path / "work", cache_dir, settings=settings(cache_dir, log_every=50))
     first, last = outputs.losses[:50], outputs.losses[-50:]
     assert sum(last) / 50 < 0.4 * (sum(first) / 50)
+
+
+def test_a_second_job_on_the_same_data_skips_straight_to_training(tmp_path):
+    from tests.data.media import make_video, make_zip
+
+    clip = make_video(tmp_path / "a.mp4", 128, 128, frames=17, fps=24)
+    first = make_zip(tmp_path / "first.zip", {"a.mp4": clip, "a.txt": b"a square"})
+    recaptioned = make_zip(tmp_path / "second.zip", {"a.mp4": clip, "a.txt": b"a different caption"})
+    cache = tmp_path / "cache"
+
+    def encodings(archive, work):
+        _, events = run(short(plan_for(archive), 1), tmp_path / work, cache)
+        return [e.message for e in events if getattr(e, "message", "").startswith("encoding")]
+
+    assert encodings(first, "one") == ["encoding 1 caption(s) with the tiny text encoder", "encoding 1 clip(s) with the tiny VAEs"]
+    assert encodings(first, "two") == []  # everything cached
+    assert encodings(recaptioned, "three") == ["encoding 1 caption(s) with the tiny text encoder"]  # only what changed
