@@ -110,7 +110,10 @@ def run_job(
         torch.manual_seed(plan.optimisation.seed)
         inject_lora(transformer, plan.lora.rank, plan.lora.alpha)
     _init_lora(plan, transformer, family, on_event)
-    if settings.gradient_checkpointing if settings.gradient_checkpointing is not None else not family.is_tiny:
+    checkpointing = settings.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = not family.is_tiny  # the real models need it for long clips; tiny runs are faster without
+    if checkpointing:
         transformer.enable_gradient_checkpointing()
 
     checkpoint_steps = plan.checkpoints.steps
