@@ -18,17 +18,15 @@ allows private URLs; `continueFrom` must name a LoRA this server delivered
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.common import ApiContext, ApiError, Caller, context, problem, read_json, truthy, without_inline_data
+from ltxtune.api.common import ApiContext, ApiError, Caller, context, problem, read_json, truthy, wait_until_ended, without_inline_data
 from ltxtune.jobs import civitai_view
 from ltxtune.jobs.air import UnknownLora, resolve_lora
 from ltxtune.jobs.store import JobSnapshot, NewJob
@@ -40,7 +38,6 @@ from ltxtune.specs.plan import from_civitai
 router = APIRouter(prefix="/v2/consumer")
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 MAX_WAIT_S = 600.0
-POLL_S = 0.25
 
 
 def _invalid(errors: dict[str, list[str]]) -> ApiError:
@@ -136,10 +133,7 @@ async def submit(request: Request) -> JSONResponse:
     if view is not None:
         return JSONResponse(view)
     assert snapshot is not None
-    deadline = time.monotonic() + wait
-    while not snapshot.job.terminal and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        snapshot = await run_in_threadpool(ctx.services.store.snapshot, snapshot.job.id)
+    snapshot = await wait_until_ended(ctx, snapshot, wait)
     return JSONResponse(
         civitai_view.workflow_view(snapshot, ctx.services.files), status_code=200 if snapshot.job.terminal else 202
     )

@@ -3,16 +3,20 @@ the API flavour the route belongs to (fal `{"detail"}` or Civitai problem detail
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from ltxtune.jobs.config import LOCAL_OWNER, ServiceConfig, key_owner
 from ltxtune.jobs.service import Services
+from ltxtune.jobs.store import JobSnapshot
 from ltxtune.jobs.webhooks import Dispatcher
 from ltxtune.jobs.worker import Worker
 
@@ -140,3 +144,15 @@ def without_inline_data(value: Any, limit: int = 1024) -> Any:
 
 def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+POLL_S = 0.25
+
+
+async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float) -> JobSnapshot:
+    """The job's latest snapshot once it has ended, or when `seconds` have passed (fal `/run`, Civitai `wait`)."""
+    deadline = time.monotonic() + seconds
+    while not snapshot.job.terminal and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        snapshot = await run_in_threadpool(ctx.services.store.snapshot, snapshot.job.id)
+    return snapshot

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.common import ApiContext, ApiError, Caller, context, read_json, truthy, without_inline_data
+from ltxtune.api.common import POLL_S, ApiContext, ApiError, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
 from ltxtune.jobs import fal_view
 from ltxtune.jobs.store import JobSnapshot, JobStatus, NewJob
 from ltxtune.jobs.webhooks import UnsafeUrl, check_target_url
@@ -35,7 +35,6 @@ from ltxtune.specs.fal import FAL_ENDPOINTS
 
 router = APIRouter()
 PRIORITIES = {"normal": 1, "low": 2}
-POLL_S = 0.25
 KEEPALIVE_S = 15.0
 
 
@@ -128,10 +127,7 @@ async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSON
     endpoint = _endpoint(owner, app, subpath)
     body = await read_json(request)
     snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
-    deadline = time.monotonic() + ctx.config.sync_wait_s
-    while not snapshot.job.terminal and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        snapshot = await run_in_threadpool(ctx.services.store.snapshot, snapshot.job.id)
+    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s)
     if not snapshot.job.terminal:
         raise ApiError(504, "the request did not finish in time; follow it on the queue", error_type="request_timeout")
     return _result(ctx, request, snapshot)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from ltxtune.jobs.store import FileRecord, Job, Store
@@ -57,16 +58,21 @@ def safe_name(name: str) -> str:
 def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
     """A secret made once and kept in the data dir (0600), so it survives restarts and is shared by
     every process serving the same store."""
+    return read_or_create(path, lambda: secrets.token_bytes(nbytes))
+
+
+def read_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The file's bytes, writing `make()` there first (0600) if it does not exist yet. Safe against
+    processes racing to create it: the first one's file wins and everyone reads that."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    value = secrets.token_bytes(nbytes)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
+        handle.write(make())
     try:
         os.link(tmp, path)  # fails if another process made it first: use theirs
     except FileExistsError:

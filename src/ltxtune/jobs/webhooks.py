@@ -22,7 +22,6 @@ import base64
 import hashlib
 import ipaddress
 import logging
-import os
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ltxtune.jobs.storage import read_or_create
 from ltxtune.jobs.store import OutboxRecord, Store
 
 log = logging.getLogger(__name__)
@@ -65,22 +65,9 @@ class Signer:
 
     @staticmethod
     def _load_or_create(path: Path) -> Ed25519PrivateKey:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            pem = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-            try:
-                os.link(tmp, path)  # another process may have made one first: keep theirs
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink(missing_ok=True)
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        pem = read_or_create(path, lambda: Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        key = serialization.load_pem_private_key(pem, password=None)
         assert isinstance(key, Ed25519PrivateKey)
         return key
 
