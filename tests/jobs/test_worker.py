@@ -26,7 +26,7 @@ API = "/v2/consumer/workflows"
 
 def start_worker(data_dir: Path) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "ltxtune.jobs.worker",
+        sys.executable, "-m", "ltxtune.cli", "worker",
         "--data-dir", str(data_dir), "--runner", FAKE_RUNNER,
         "--heartbeat", "0.3", "--stale-after", "2", "--poll", "0.1",
     ]  # fmt: skip

@@ -394,35 +394,3 @@ class JobRun(threading.Thread):
         if ended is not None:
             self.log("succeeded")
             self.files.discard_work(job.id)
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def run_worker(config: ServiceConfig) -> None:
-    """`ltxtune worker`: serve the store in `config.data_dir` until SIGINT/SIGTERM."""
-    services = Services.open(config)
-    dispatcher = services.dispatcher()
-    dispatcher.start()
-    worker = Worker(services)
-    log.info("%s serving %s with %d slot(s), runner %s", worker.worker_id, config.db_path, worker.slots, config.runner)
-    try:
-        worker.run_forever()
-    finally:
-        dispatcher.stop()
-        services.close()
-
-
-def register(app: Any) -> None:
-    """Add `worker` to a typer app (`ltxtune.cli`)."""
-    from ltxtune.jobs.commands import worker_command
-
-    app.command("worker")(worker_command)
-
-
-if __name__ == "__main__":
-    import typer
-
-    from ltxtune.jobs.commands import worker_command
-
-    typer.run(worker_command)

@@ -1,48 +1,20 @@
-"""The `ltxtune` command line: validate | price | prepare | train | models | serve | worker."""
+"""Commands that read one request file: validate | price | prepare | train."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from ltxtune.cli.options import ALLOW_PRIVATE, MODEL_HELP, PRICES, fail, parse_model, parse_prices, read_json
 from ltxtune.specs import ENDPOINTS, PriceTable, RequestInvalid, UnknownEndpoint, build_plan
 from ltxtune.specs.plan import TrainingPlan
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Train LoRA adapters for LTX-2 / LTX-2.3 from the request shapes of the hosted trainers.",
-)
-
 ENDPOINT_HELP = "A fal endpoint id (" + ", ".join(e for e in ENDPOINTS if e != "civitai") + ") or `civitai` for a workflow body."
-PRICES_HELP = "A JSON file overriding entries of the price table (see ltxtune.specs.pricing.PriceTable)."
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise fail(f"{what} {path} does not exist") from None
-    except json.JSONDecodeError as error:
-        raise fail(f"{what} {path} is not valid JSON: {error}") from None
-
-
-def load_prices(path: Path | None) -> PriceTable:
-    table = PriceTable()
-    if path is None:
-        return table
-    try:
-        return table.overridden(read_json(path, "price table"))
-    except ValueError as error:
-        raise fail(f"price table {path}: {error}") from None
+ENDPOINT = typer.Argument(..., help=ENDPOINT_HELP)
+REQUEST = typer.Argument(..., help="The request body as JSON.")
+LOCAL_REQUEST = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip.")
+DEFAULT_CACHE = Path.home() / ".cache" / "ltxtune"
 
 
 def plan_from_file(endpoint: str, request_path: Path, prices: PriceTable | None = None) -> TrainingPlan:
@@ -59,27 +31,6 @@ def plan_from_file(endpoint: str, request_path: Path, prices: PriceTable | None 
         raise typer.Exit(2) from None
 
 
-@app.command()
-def validate(
-    endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
-    request: Path = typer.Argument(..., help="The request body as JSON."),
-) -> None:
-    """Print the normalised training plan as JSON (exit 0), or every error (exit 2)."""
-    plan = plan_from_file(endpoint, request)
-    typer.echo(plan.to_json())
-
-
-@app.command()
-def price(
-    endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
-    request: Path = typer.Argument(..., help="The request body as JSON."),
-    prices: Path | None = typer.Option(None, "--prices", help=PRICES_HELP),
-) -> None:
-    """Print what the request costs: amount, currency, billed units, formula."""
-    plan = plan_from_file(endpoint, request, load_prices(prices))
-    typer.echo(plan.price.model_dump_json(indent=2))
-
-
 def resolve_local_source(plan: TrainingPlan, request_path: Path) -> TrainingPlan:
     """On the command line a dataset may be a local path, relative to the request file's folder."""
     url = plan.dataset.source_url
@@ -92,14 +43,10 @@ def resolve_local_source(plan: TrainingPlan, request_path: Path) -> TrainingPlan
 
 
 def plan_for_run(endpoint: str, request: Path, model: str | None, continue_from: Path | None) -> TrainingPlan:
-    from ltxtune.specs.common import Family
-
     plan = resolve_local_source(plan_from_file(endpoint, request), request)
-    if model is not None:
-        try:
-            plan = plan.with_family(Family(model))
-        except ValueError:
-            raise fail(f"--model must be one of: {', '.join(f.value for f in Family)}") from None
+    family = parse_model(model)
+    if family is not None:
+        plan = plan.with_family(family)
     if continue_from is not None:
         if not continue_from.is_file():
             raise fail(f"--continue-from {continue_from} does not exist")
@@ -107,15 +54,22 @@ def plan_for_run(endpoint: str, request: Path, model: str | None, continue_from:
     return plan
 
 
-DEFAULT_CACHE = Path.home() / ".cache" / "ltxtune"
+def validate(endpoint: str = ENDPOINT, request: Path = REQUEST) -> None:
+    """Print the normalised training plan as JSON (exit 0), or every error (exit 2)."""
+    typer.echo(plan_from_file(endpoint, request).to_json())
 
 
-@app.command()
+def price(endpoint: str = ENDPOINT, request: Path = REQUEST, prices: Path | None = PRICES) -> None:
+    """Print what the request costs: amount, currency, billed units, formula."""
+    plan = plan_from_file(endpoint, request, parse_prices(prices))
+    typer.echo(plan.price.model_dump_json(indent=2))
+
+
 def prepare(
-    endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
-    request: Path = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip."),
+    endpoint: str = ENDPOINT,
+    request: Path = LOCAL_REQUEST,
     out: Path = typer.Option(..., "--out", help="Work folder: the download, extraction and prepared/ go here."),
-    allow_private_urls: bool = typer.Option(False, help="Allow fetching from loopback or private addresses."),
+    allow_private_urls: bool = ALLOW_PRIVATE,
 ) -> None:
     """Fetch, check and fit the dataset exactly as a training run would, and summarise it."""
     from ltxtune.data.errors import DatasetError
@@ -132,22 +86,21 @@ def prepare(
     typer.echo(summarise(prepared))
 
 
-@app.command()
 def train(
-    endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
-    request: Path = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip."),
+    endpoint: str = ENDPOINT,
+    request: Path = LOCAL_REQUEST,
     out: Path = typer.Option(..., "--out", help="Work folder; run the same command again to resume."),
-    model: str | None = typer.Option(None, "--model", help="Override the model family: ltx2, ltx23 or tiny (no weights)."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     continue_from: Path | None = typer.Option(None, "--continue-from", help="Start from an existing LoRA of the same family."),
     cache_dir: Path = typer.Option(DEFAULT_CACHE, "--cache-dir", help="Where encoded latents and captions are cached."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    allow_private_urls: bool = typer.Option(False, help="Allow fetching from loopback or private addresses."),
+    allow_private_urls: bool = ALLOW_PRIVATE,
 ) -> None:
     """Run a whole training job: prepare, cache, train, previews, outputs."""
     from ltxtune.data.errors import DatasetError
+    from ltxtune.events import RunSettings
     from ltxtune.models.families import ModelNotAvailable
     from ltxtune.progress import ConsoleProgress
-    from ltxtune.events import RunSettings
     from ltxtune.training.job import run_job
 
     plan = plan_for_run(endpoint, request, model, continue_from)
@@ -167,40 +120,6 @@ def train(
     typer.echo(f"  price          {plan.price.amount} {plan.price.currency} at the hosted rate ({plan.price.formula})")
 
 
-models_app = typer.Typer(no_args_is_help=True, help="Model families and base weights.")
-app.add_typer(models_app, name="models")
-
-
-@models_app.command("list")
-def models_list() -> None:
-    """The model families and where their weights come from."""
-    from ltxtune.models.families import list_families
-
-    for family in list_families():
-        source = f"${family.env_var} (default {family.default_repo_id})" if family.env_var else "built in code, no weights"
-        typer.echo(f"{family.name:6} {family.title}: {source}")
-
-
-@models_app.command("export")
-def models_export(
-    family: str = typer.Argument(..., help="Only `tiny` can be exported: the real families are downloaded."),
-    directory: Path = typer.Argument(..., help="Where to write the diffusers-format pipeline."),
-) -> None:
-    """Write the tiny base model as a diffusers pipeline directory (LTX2Pipeline.from_pretrained loads it)."""
-    if family != "tiny":
-        raise fail("only the tiny family is built in code; ltx2 and ltx23 weights are downloaded (see `ltxtune models list`)")
-    from ltxtune.models.tiny import export_tiny
-
-    typer.echo(f"wrote {export_tiny(directory)}")
-
-
-def _register_service() -> None:
-    from ltxtune.api.serve import register
-
-    register(app)
-
-
-_register_service()
-
-if __name__ == "__main__":
-    app()
+def register(app: typer.Typer) -> None:
+    for command in (validate, price, prepare, train):
+        app.command()(command)
