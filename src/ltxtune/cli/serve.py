@@ -62,7 +62,7 @@ class ServeSettings(RunnerSettings):
     model: str | None = option(None, "--model", help="Train every job on this model family instead (`tiny`: a weightless demo).")
     public_url: str | None = option(None, "--public-url", help="Base URL for links in results and webhooks (default: the request's host).")
     url_ttl: int = option(24 * 3600, "--url-ttl", help="Seconds a file URL stays valid.")
-    ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); fal-client needs https.")
+    ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); clients that speak only https need one.")
     ssl_keyfile: Path | None = option(None, "--ssl-keyfile", help="TLS private key (PEM).")
 
     def service_config(self) -> ServiceConfig:
@@ -93,6 +93,7 @@ def serve(config: ServiceConfig) -> None:
     import uvicorn
 
     from ltxtune.api.app import create_app
+    from ltxtune.protocols import PROTOCOLS
 
     host, note = config.safe_host()
     if note:
@@ -100,12 +101,10 @@ def serve(config: ServiceConfig) -> None:
     config = config.with_(host=host)
     app = create_app(config)
     base = config.default_base_url()
-    authority = base.split("://", 1)[1]
+    hints = "".join(f"\n  {protocol.client_hint(base)}" for protocol in PROTOCOLS)
     print(
         f"ltxtune: serving {config.db_path} at {base} with {config.workers} worker slot(s)"
-        f"{' (model override: ' + config.model.value + ')' if config.model else ''}\n"
-        f"  fal-client:  FAL_QUEUE_RUN_HOST={authority} FAL_RUN_HOST={authority}/run FAL_KEY=<key>\n"
-        f"  civitai:     base URL {base} (Authorization: Bearer <key>)",
+        f"{' (model override: ' + config.model.value + ')' if config.model else ''}{hints}",
         file=sys.stderr,
     )
     uvicorn.run(
@@ -121,10 +120,10 @@ def serve(config: ServiceConfig) -> None:
 
 def run_worker(config: ServiceConfig) -> None:
     """Serve the store in `config.data_dir` until SIGINT/SIGTERM."""
-    from ltxtune.jobs.service import Services
     from ltxtune.jobs.worker import Worker
+    from ltxtune.protocols.registry import open_services
 
-    services = Services.open(config)
+    services = open_services(config)
     dispatcher = services.dispatcher()
     dispatcher.start()
     worker = Worker(services)
@@ -137,7 +136,7 @@ def run_worker(config: ServiceConfig) -> None:
 
 
 def serve_command(settings: ServeSettings) -> None:
-    """Serve the fal queue and Civitai workflow APIs, running jobs with an embedded worker."""
+    """Serve every protocol's API (the fal queue, Civitai workflows), running jobs with an embedded worker."""
     setup_logging(settings.verbose)
     serve(settings.service_config())
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 
 from ltxtune.cli.options import ALLOW_PRIVATE, MODEL_HELP, PRICES, fail, parse_model, parse_prices, read_json
-from ltxtune.specs import ENDPOINTS, PriceTable, RequestInvalid, UnknownEndpoint, build_plan
+from ltxtune.protocols import PROTOCOLS, UnknownEndpoint, build_plan
+from ltxtune.specs import PriceTable, RequestInvalid
 from ltxtune.specs.plan import TrainingPlan
 
-ENDPOINT_HELP = "A fal endpoint id (" + ", ".join(e for e in ENDPOINTS if e != "civitai") + ") or `civitai` for a workflow body."
+ENDPOINT_HELP = " or ".join(protocol.endpoint_help for protocol in PROTOCOLS).capitalize() + "."
 ENDPOINT = typer.Argument(..., help=ENDPOINT_HELP)
 REQUEST = typer.Argument(..., help="The request body as JSON.")
 LOCAL_REQUEST = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip.")
