@@ -13,7 +13,6 @@ the embedded worker and any separate `ltxtune worker` process share.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -27,27 +26,23 @@ from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import (
     ALLOWED,
     Attempt,
-    EpochRecord,
-    FileRecord,
     InvalidTransition,
     Job,
     JobSnapshot,
     JobStatus,
-    LogRecord,
     NewJob,
     Notifier,
-    OutboxRecord,
     no_notifications,
 )
 from ltxtune.jobs.sqlite_schema import create_or_migrate, dumps, job_row
+from ltxtune.jobs.sqlite_tables import AttachedTables, epoch_from_row
 from ltxtune.jobs.sqlite_schema import file_from_row as _file
 from ltxtune.jobs.sqlite_schema import job_from_row as _job
-from ltxtune.jobs.sqlite_schema import outbox_from_row as _outbox
 
 log = logging.getLogger(__name__)
 
 
-class SqliteStore:
+class SqliteStore(AttachedTables):
     """All reads and writes of the job store, in SQLite. Thread-safe; one instance per process."""
 
     def __init__(self, path: Path, notifier: Notifier = no_notifications):
@@ -108,10 +103,7 @@ class SqliteStore:
 
     def _snapshot(self, conn: sqlite3.Connection, job: Job) -> JobSnapshot:
         files = {r["id"]: _file(r) for r in conn.execute("SELECT * FROM files WHERE job_id = ?", (job.id,))}
-        epochs = tuple(
-            EpochRecord(r["job_id"], r["epoch"], r["step"], r["lora_file"], tuple(json.loads(r["sample_files"])))
-            for r in conn.execute("SELECT * FROM epochs WHERE job_id = ? ORDER BY epoch", (job.id,))
-        )
+        epochs = tuple(epoch_from_row(r) for r in conn.execute("SELECT * FROM epochs WHERE job_id = ? ORDER BY epoch", (job.id,)))
         return JobSnapshot(job=job, files=files, epochs=epochs, queue_position=self._queue_position(conn, job))
 
     def _notify(self, conn: sqlite3.Connection, before: JobSnapshot | None, after: Job) -> None:
@@ -392,101 +384,3 @@ class SqliteStore:
             job = self._get(conn, job_id)
             if job is not None:
                 conn.execute("UPDATE jobs SET payload = ? WHERE id = ?", (dumps({**job.payload, **changes}), job_id))
-
-    # -- logs -----------------------------------------------------------------------------------
-
-    def add_log(self, job_id: str, message: str, level: str = "INFO", source: str = "ltxtune", ts: float | None = None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO job_logs(job_id, ts, level, source, message) VALUES (?,?,?,?,?)",
-                (job_id, ts or time.time(), level, source, message),
-            )
-
-    def logs(self, job_id: str, after_id: int = 0) -> list[LogRecord]:
-        rows = self._read("SELECT * FROM job_logs WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after_id))
-        return [LogRecord(r["id"], r["job_id"], r["ts"], r["level"], r["source"], r["message"]) for r in rows]
-
-    # -- files and epochs -----------------------------------------------------------------------
-
-    def put_file(self, job_id: str, owner: str, role: str, path: Path, name: str, content_type: str, size: int) -> FileRecord:
-        """Record a stored file; the same (job, role) keeps its id when written again (a resumed run)."""
-        with self._tx() as conn:
-            row = conn.execute("SELECT id FROM files WHERE job_id = ? AND role = ?", (job_id, role)).fetchone()
-            file_id = row["id"] if row else uuid.uuid4().hex
-            conn.execute(
-                """INSERT INTO files(id, job_id, owner, role, path, name, content_type, size, created_at)
-                   VALUES (?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(job_id, role) DO UPDATE SET path = excluded.path, name = excluded.name,
-                   content_type = excluded.content_type, size = excluded.size, created_at = excluded.created_at""",
-                (file_id, job_id, owner, role, str(path), name, content_type, size, time.time()),
-            )
-            return _file(conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone())
-
-    def file(self, file_id: str) -> FileRecord | None:
-        rows = self._read("SELECT * FROM files WHERE id = ?", (file_id,))
-        return _file(rows[0]) if rows else None
-
-    def files(self, job_id: str) -> list[FileRecord]:
-        return [_file(r) for r in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY role", (job_id,))]
-
-    def delete_outputs(self, job_id: str) -> list[FileRecord]:
-        """Forget a job's files and epochs (partial work of a canceled run); returns what to delete on disk."""
-        with self._tx() as conn:
-            files = [_file(r) for r in conn.execute("SELECT * FROM files WHERE job_id = ?", (job_id,))]
-            conn.execute("DELETE FROM files WHERE job_id = ?", (job_id,))
-            conn.execute("DELETE FROM epochs WHERE job_id = ?", (job_id,))
-            return files
-
-    def put_epoch(self, job_id: str, epoch: int, step: int, lora_file: str, sample_files: Sequence[str]) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO epochs(job_id, epoch, step, lora_file, sample_files) VALUES (?,?,?,?,?)",
-                (job_id, epoch, step, lora_file, dumps(list(sample_files))),
-            )
-
-    def epochs(self, job_id: str) -> list[EpochRecord]:
-        rows = self._read("SELECT * FROM epochs WHERE job_id = ? ORDER BY epoch", (job_id,))
-        return [EpochRecord(r["job_id"], r["epoch"], r["step"], r["lora_file"], tuple(json.loads(r["sample_files"]))) for r in rows]
-
-    # -- outbox ---------------------------------------------------------------------------------
-
-    def due_deliveries(self, limit: int = 20) -> list[OutboxRecord]:
-        """The first undelivered notification of each (job, url) queue, where it is due and not leased
-        by another deliverer. Later ones wait for it: delivery is in order per job and receiver."""
-        now = time.time()
-        rows = self._read(
-            """SELECT o.* FROM outbox o
-               JOIN (SELECT MIN(id) AS id FROM outbox WHERE delivered_at IS NULL AND dead = 0 GROUP BY job_id, url) head
-                 ON o.id = head.id
-               WHERE o.next_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)
-               ORDER BY o.next_at, o.id LIMIT ?""",
-            (now, now, limit),
-        )
-        return [_outbox(r) for r in rows]
-
-    def lease_delivery(self, outbox_id: int, seconds: float) -> bool:
-        now = time.time()
-        with self._tx() as conn:
-            cursor = conn.execute(
-                "UPDATE outbox SET lease_until = ? WHERE id = ? AND delivered_at IS NULL AND dead = 0 AND (lease_until IS NULL OR lease_until < ?)",
-                (now + seconds, outbox_id, now),
-            )
-            return cursor.rowcount == 1
-
-    def delivered(self, outbox_id: int) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = ?",
-                (time.time(), outbox_id),
-            )
-
-    def delivery_failed(self, outbox_id: int, error: str, retry_at: float | None) -> None:
-        """Record a failed try; `retry_at` None gives up on this notification."""
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, lease_until = NULL, last_error = ?, next_at = COALESCE(?, next_at), dead = ? WHERE id = ?",
-                (error[:500], retry_at, 1 if retry_at is None else 0, outbox_id),
-            )
-
-    def outbox(self, job_id: str) -> list[OutboxRecord]:
-        return [_outbox(r) for r in self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))]
