@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from ltxtune.api.errors import ApiError, InvalidJson
 from ltxtune.jobs.config import LOCAL_OWNER, ServiceConfig, key_owner
 from ltxtune.jobs.service import Services
-from ltxtune.jobs.store import Job, JobSnapshot, NewJob
-from ltxtune.jobs.webhooks import Dispatcher
+from ltxtune.jobs.store import JobSnapshot, NewJob
+from ltxtune.jobs.webhooks import Dispatcher, UnsafeUrl, check_target_url
 from ltxtune.jobs.worker import Worker
 from ltxtune.specs.plan import TrainingPlan
 
@@ -62,18 +62,29 @@ class ApiContext:
             self.worker.wake()
         self.dispatcher.wake()
 
-    def with_model_override(self, plan: TrainingPlan) -> TrainingPlan:
-        """The plan on the server's `--model` family, when one is set."""
-        return plan.with_family(self.config.model) if self.config.model is not None else plan
-
-    def submit(self, new: NewJob) -> tuple[Job, bool]:
-        """Store a new job (or find the one its key names), log the plan's warnings, wake the worker."""
-        job, created = self.services.store.create(new)
+    def submit(self, request: Request, caller: "Caller", *, plan: TrainingPlan, **job: Any) -> JobSnapshot:
+        """Store a new job for the caller (or find the one its key names) on the server's `--model`
+        family when one is set; log the plan's warnings and wake the worker. `job`: the other
+        `NewJob` fields (protocol, endpoint, payload, key, priority, ...)."""
+        if self.config.model is not None:
+            plan = plan.with_family(self.config.model)
+        new = NewJob(owner=caller.owner, user_id=caller.user_id, plan=plan, base_url=self.base_url(request), **job)
+        stored, created = self.services.store.create(new)
         if created:
-            for warning in new.plan.warnings:
-                self.services.store.add_log(job.id, warning, level="WARNING", source="ltxtune.api")
+            for warning in plan.warnings:
+                self.services.store.add_log(stored.id, warning, level="WARNING", source="ltxtune.api")
             self.wake()
-        return job, created
+        snapshot = self.services.store.snapshot(stored.id)
+        assert snapshot is not None
+        return snapshot
+
+    def refusal(self, url: str) -> str | None:
+        """Why a webhook or callback URL is refused (not http(s), or not public unless allowed); None if it is fine."""
+        try:
+            check_target_url(url, self.config.allow_private_urls)
+        except UnsafeUrl as refused:
+            return str(refused)
+        return None
 
     def owned(self, job_id: str, protocol: str, caller: "Caller") -> JobSnapshot | None:
         """The job's snapshot if it exists, belongs to `protocol` and to the caller; else None."""

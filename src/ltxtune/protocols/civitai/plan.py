@@ -10,20 +10,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ltxtune.protocols.civitai.request import WorkflowRequest
 from ltxtune.specs.common import LONG_NEGATIVE_PROMPT, Family, Mode, bucket_for_area
-from ltxtune.specs.plan import (
-    AudioRules,
-    CaptionRules,
-    Checkpoints,
-    DatasetRules,
-    LoraRules,
-    Optimisation,
-    Outputs,
-    TrainingPlan,
-    ValidationPrompt,
-    ValidationRules,
-    evenly_spaced_steps,
-    ignored_warnings,
-)
+from ltxtune.specs import plan as rules
+from ltxtune.specs.plan import TrainingPlan
 from ltxtune.specs.pricing import Price, PriceTable
 
 NAME = "civitai"
@@ -44,14 +32,14 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
     """
     step = request.step
     inputs = step.input
-    warnings = ignored_warnings(request.ignored_fields)
-    checkpoint_steps = evenly_spaced_steps(inputs.steps, inputs.epochs)
+    warnings = rules.ignored_warnings(request.ignored_fields)
+    checkpoint_steps = rules.evenly_spaced_steps(inputs.steps, inputs.epochs)
     if len(checkpoint_steps) < inputs.epochs:
         warnings.append(
             f"{inputs.epochs} epochs over {inputs.steps} steps: only {len(checkpoint_steps)} distinct checkpoints can be saved"
         )
     trigger = inputs.triggerWord or ""
-    dataset = DatasetRules(
+    dataset = rules.DatasetRules(
         source_url=inputs.trainingData.sourceUrl,
         source_field="trainingData.sourceUrl",
         expected_count=inputs.trainingData.count,
@@ -61,8 +49,8 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
         auto_scale=True,
         split_scenes=False,
         scene_threshold_s=30.0,
-        audio=AudioRules(use=None),
-        captions=CaptionRules(
+        audio=rules.AudioRules(use=None),
+        captions=rules.CaptionRules(
             trigger_phrase=trigger,
             shuffle_tokens=inputs.shuffleTokens,
             keep_tokens=inputs.keepTokens,
@@ -70,7 +58,7 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
         ),
         flip=inputs.flipAugmentation,
     )
-    prompts = [ValidationPrompt(prompt=prompt) for prompt in inputs.samples.prompts]
+    prompts = [rules.ValidationPrompt(prompt=prompt) for prompt in inputs.samples.prompts]
     scheduler = inputs.lrScheduler
     return TrainingPlan(
         flavour=NAME,
@@ -78,8 +66,8 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
         family=Family(inputs.ecosystem),
         mode=Mode.T2V,
         dataset=dataset,
-        lora=LoraRules(rank=inputs.networkDim, alpha=inputs.networkAlpha, init_from=inputs.continueFrom),
-        optimisation=Optimisation(
+        lora=rules.LoraRules(rank=inputs.networkDim, alpha=inputs.networkAlpha, init_from=inputs.continueFrom),
+        optimisation=rules.Optimisation(
             steps=inputs.steps,
             learning_rate=inputs.lr,
             scheduler=scheduler,
@@ -87,8 +75,8 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
             optimizer=inputs.optimizerType,
             noise_offset=inputs.noiseOffset,
         ),
-        checkpoints=Checkpoints(steps=checkpoint_steps, deliver_each=True),
-        validation=ValidationRules(
+        checkpoints=rules.Checkpoints(steps=checkpoint_steps, deliver_each=True),
+        validation=rules.ValidationRules(
             prompts=prompts,
             negative_prompt=inputs.samples.negativePrompt or LONG_NEGATIVE_PROMPT,
             frames=CIVITAI_FRAMES,
@@ -98,7 +86,7 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
             lora_strength=inputs.samples.strength,
             at_steps=checkpoint_steps if prompts else [],
         ),
-        outputs=Outputs(preview_reel=False, debug_dataset=False, checkpoint_loras=True),
+        outputs=rules.Outputs(preview_reel=False, debug_dataset=False, checkpoint_loras=True),
         price=civitai_price(inputs.steps, inputs.epochs, prices),
         warnings=warnings,
     )

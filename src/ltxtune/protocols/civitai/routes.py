@@ -28,8 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
 from ltxtune.api.errors import ApiError
-from ltxtune.jobs.store import JobSnapshot, NewJob
-from ltxtune.jobs.webhooks import UnsafeUrl, check_target_url
+from ltxtune.jobs.store import JobSnapshot
 from ltxtune.protocols.base import validate
 from ltxtune.protocols.civitai import view
 from ltxtune.protocols.civitai.air import UnknownLora, resolve_lora
@@ -55,10 +54,8 @@ def _prepare(ctx: ApiContext, caller: Caller, body: Any) -> tuple[WorkflowReques
         raise ApiError(400, str(refused), body=invalid_body(refused.issues)) from None
     errors: dict[str, list[str]] = {}
     for index, callback in enumerate(request.callbacks):
-        try:
-            check_target_url(callback.url, ctx.config.allow_private_urls)
-        except UnsafeUrl as refused:
-            errors.setdefault(f"callbacks[{index}].url", []).append(str(refused))
+        if refused := ctx.refusal(callback.url):
+            errors.setdefault(f"callbacks[{index}].url", []).append(refused)
     if plan.lora.init_from:
         try:
             path = resolve_lora(ctx.services.store, caller.owner, plan.lora.init_from)
@@ -85,28 +82,20 @@ def _submit(ctx: ApiContext, request: Request, caller: Caller, body: Any, whatif
     if whatif:
         answer = view.whatif_view(step, plan.price.amount, workflow.tags, workflow.metadata, workflow.externalId)
         return None, answer
-    job, _ = ctx.submit(
-        NewJob(
-            protocol=NAME,
-            endpoint=ENDPOINT,
-            owner=caller.owner,
-            user_id=caller.user_id,
-            plan=ctx.with_model_override(plan),
-            payload=payload(
-                without_inline_data(body),
-                without_inline_data(step),
-                workflow.tags,
-                workflow.metadata,
-                [callback.model_dump(mode="json") for callback in workflow.callbacks],
-            ),
-            key=workflow.externalId,
-            base_url=ctx.base_url(request),
-            priority=PRIORITIES[workflow.step.priority],
-            max_retries=workflow.step.retries,
-            timeout_s=timespan_seconds(workflow.step.timeout) if workflow.step.timeout else None,
-        )
+    callbacks = [callback.model_dump(mode="json") for callback in workflow.callbacks]
+    snapshot = ctx.submit(
+        request,
+        caller,
+        plan=plan,
+        protocol=NAME,
+        endpoint=ENDPOINT,
+        payload=payload(without_inline_data(body), without_inline_data(step), workflow.tags, workflow.metadata, callbacks),
+        key=workflow.externalId,
+        priority=PRIORITIES[workflow.step.priority],
+        max_retries=workflow.step.retries,
+        timeout_s=timespan_seconds(workflow.step.timeout) if workflow.step.timeout else None,
     )
-    return ctx.services.store.snapshot(job.id), None
+    return snapshot, None
 
 
 def _owned(ctx: ApiContext, caller: Caller, workflow_id: str) -> JobSnapshot:

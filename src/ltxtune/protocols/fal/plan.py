@@ -10,20 +10,8 @@ from decimal import Decimal
 
 from ltxtune.protocols.fal.request import FalI2VRequest, FalTrainerRequest, FalV2VRequest, FalVideoTrainerRequest
 from ltxtune.specs.common import Family, Mode, bucket_for
-from ltxtune.specs.plan import (
-    AudioRules,
-    CaptionRules,
-    Checkpoints,
-    DatasetRules,
-    LoraRules,
-    Optimisation,
-    Outputs,
-    TrainingPlan,
-    ValidationPrompt,
-    ValidationRules,
-    evenly_spaced_steps,
-    ignored_warnings,
-)
+from ltxtune.specs import plan as rules
+from ltxtune.specs.plan import TrainingPlan
 from ltxtune.specs.pricing import Price, PriceTable
 
 NAME = "fal"
@@ -44,11 +32,11 @@ def _fal_mode(request: FalTrainerRequest) -> Mode:
     return Mode.T2V
 
 
-def _fal_validation_prompts(request: FalTrainerRequest) -> list[ValidationPrompt]:
+def _fal_validation_prompts(request: FalTrainerRequest) -> list[rules.ValidationPrompt]:
     prompts = []
     for entry in request.validation:
         prompts.append(
-            ValidationPrompt(
+            rules.ValidationPrompt(
                 prompt=entry.prompt,
                 image_url=getattr(entry, "image_url", None),
                 reference_video_url=getattr(entry, "reference_video_url", None),
@@ -63,7 +51,7 @@ def plan_of(endpoint: str, request: FalTrainerRequest, prices: PriceTable) -> Tr
     uses AdamW with a linear decay, as Lightricks' trainer's example LoRA configs do."""
     steps = request.number_of_steps
     prompts = _fal_validation_prompts(request)
-    dataset = DatasetRules(
+    dataset = rules.DatasetRules(
         source_url=request.training_data_url,
         source_field="training_data_url",
         auto_scale_field="auto_scale_input",
@@ -73,15 +61,15 @@ def plan_of(endpoint: str, request: FalTrainerRequest, prices: PriceTable) -> Tr
         auto_scale=request.auto_scale_input,
         split_scenes=request.split_input_into_scenes,
         scene_threshold_s=request.split_input_duration_threshold,
-        audio=AudioRules(
+        audio=rules.AudioRules(
             use=request.with_audio,
             normalize=request.audio_normalize,
             preserve_pitch=request.audio_preserve_pitch,
         ),
-        captions=CaptionRules(trigger_phrase=request.trigger_phrase),
+        captions=rules.CaptionRules(trigger_phrase=request.trigger_phrase),
         reference_transform=_declared(request, "reference_transform", None),
     )
-    validation = ValidationRules(
+    validation = rules.ValidationRules(
         prompts=prompts,
         negative_prompt=request.validation_negative_prompt,
         frames=request.validation_number_of_frames,
@@ -89,7 +77,7 @@ def plan_of(endpoint: str, request: FalTrainerRequest, prices: PriceTable) -> Tr
         bucket=bucket_for(request.validation_resolution, request.validation_aspect_ratio),
         stg_scale=request.stg_scale,
         audio=_declared(request, "generate_audio_in_validation", True),
-        at_steps=evenly_spaced_steps(steps, 4) if prompts else [],
+        at_steps=rules.evenly_spaced_steps(steps, 4) if prompts else [],
     )
     return TrainingPlan(
         flavour=NAME,
@@ -97,19 +85,19 @@ def plan_of(endpoint: str, request: FalTrainerRequest, prices: PriceTable) -> Tr
         family=Family.LTX23,
         mode=_fal_mode(request),
         dataset=dataset,
-        lora=LoraRules(rank=request.rank, alpha=request.rank),
-        optimisation=Optimisation(
+        lora=rules.LoraRules(rank=request.rank, alpha=request.rank),
+        optimisation=rules.Optimisation(
             steps=steps,
             learning_rate=request.learning_rate,
             scheduler="linear",
             optimizer="adamw",
             first_frame_p=_declared(request, "first_frame_conditioning_p", 0.0),
         ),
-        checkpoints=Checkpoints(steps=[steps], deliver_each=False),
+        checkpoints=rules.Checkpoints(steps=[steps], deliver_each=False),
         validation=validation,
-        outputs=Outputs(preview_reel=bool(prompts), debug_dataset=request.debug_dataset, checkpoint_loras=False),
+        outputs=rules.Outputs(preview_reel=bool(prompts), debug_dataset=request.debug_dataset, checkpoint_loras=False),
         price=fal_price(endpoint, steps, prices),
-        warnings=ignored_warnings(request.ignored_fields),
+        warnings=rules.ignored_warnings(request.ignored_fields),
     )
 
 

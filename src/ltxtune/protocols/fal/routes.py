@@ -28,8 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ltxtune.api.common import POLL_S, ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
 from ltxtune.api.errors import ApiError
-from ltxtune.jobs.store import JobSnapshot, JobStatus, NewJob
-from ltxtune.jobs.webhooks import UnsafeUrl, check_target_url
+from ltxtune.jobs.store import JobSnapshot, JobStatus
 from ltxtune.protocols.base import validate
 from ltxtune.protocols.fal import view
 from ltxtune.protocols.fal.errors import invalid, invalid_body, job_error
@@ -68,31 +67,20 @@ def _submit(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, bo
     except RequestInvalid as refused:
         raise ApiError(422, str(refused), body=invalid_body(refused.issues)) from None
     webhook = request.query_params.get("fal_webhook")
-    if webhook:
-        try:
-            check_target_url(webhook, ctx.config.allow_private_urls)
-        except UnsafeUrl as refused:
-            raise invalid(("query", "fal_webhook"), str(refused)) from None
-    job, _ = ctx.submit(
-        NewJob(
-            protocol=NAME,
-            endpoint=endpoint,
-            owner=caller.owner,
-            user_id=caller.user_id,
-            plan=ctx.with_model_override(plan),
-            payload={
-                "body": without_inline_data(body),
-                "hint": request.headers.get("x-fal-runner-hint"),
-                "webhook_url": webhook or None,
-            },
-            base_url=ctx.base_url(request),
-            priority=PRIORITIES.get((request.headers.get("x-fal-queue-priority") or "normal").lower(), 1),
-            start_timeout_s=_start_timeout(request),
-        )
+    refused = ctx.refusal(webhook) if webhook else None
+    if refused:
+        raise invalid(("query", "fal_webhook"), refused)
+    payload = {"body": without_inline_data(body), "hint": request.headers.get("x-fal-runner-hint"), "webhook_url": webhook or None}
+    return ctx.submit(
+        request,
+        caller,
+        plan=plan,
+        protocol=NAME,
+        endpoint=endpoint,
+        payload=payload,
+        priority=PRIORITIES.get((request.headers.get("x-fal-queue-priority") or "normal").lower(), 1),
+        start_timeout_s=_start_timeout(request),
     )
-    snapshot = ctx.services.store.snapshot(job.id)
-    assert snapshot is not None
-    return snapshot
 
 
 def _job(ctx: ApiContext, caller: Caller, owner: str, app: str, request_id: str) -> JobSnapshot:
