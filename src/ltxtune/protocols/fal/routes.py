@@ -101,15 +101,20 @@ def _result(ctx: ApiContext, request: Request, snapshot: JobSnapshot) -> JSONRes
     return JSONResponse(body, status_code=status, headers={**headers, **extra})
 
 
-@router.post("/run/{owner}/{app}")
-@router.post("/run/{owner}/{app}/{subpath:path}")
-async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
-    """Synchronous run: submit, wait for the end, answer the result (or its error)."""
+async def _accept(request: Request, owner: str, app: str, subpath: str) -> tuple[ApiContext, JobSnapshot]:
+    """Check the caller and the endpoint, read the body, store the job."""
     ctx = context(request)
     caller = ctx.caller(request)
     endpoint = _endpoint(owner, app, subpath)
     body = await read_json(request)
-    snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    return ctx, await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+
+
+@router.post("/run/{owner}/{app}")
+@router.post("/run/{owner}/{app}/{subpath:path}")
+async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
+    """Synchronous run: submit, wait for the end, answer the result (or its error)."""
+    ctx, snapshot = await _accept(request, owner, app, subpath)
     snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s)
     if not snapshot.job.terminal:
         raise ApiError(504, "the request did not finish in time; follow it on the queue", error_type="request_timeout")
@@ -119,11 +124,7 @@ async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSON
 @router.post("/{owner}/{app}")
 @router.post("/{owner}/{app}/{subpath:path}")
 async def submit(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
-    ctx = context(request)
-    caller = ctx.caller(request)
-    endpoint = _endpoint(owner, app, subpath)
-    body = await read_json(request)
-    snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    ctx, snapshot = await _accept(request, owner, app, subpath)
     job = snapshot.job
     return JSONResponse(
         {
