@@ -1,7 +1,8 @@
 """The SQLite backend of the job store (`ltxtune.jobs.store.Store`): one file (WAL) that the API,
 the embedded worker and any separate `ltxtune worker` process share.
 
-- `_write_status` is the one place that writes a status. It checks the transition, and enqueues
+- `_write_status` is the one place that writes a status. It checks the transition
+  (`ltxtune.jobs.transitions` says what each event changes), and enqueues
   the notifications the change causes in the same transaction (a transactional outbox), so a
   notification is never lost or sent for a change that did not happen.
 - Claiming picks the next queued job and marks it leased to the worker, with a heartbeat, inside
@@ -23,10 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ltxtune.errors import ErrorKind
+from ltxtune.jobs import transitions
 from ltxtune.jobs.records import (
-    ALLOWED,
-    Attempt,
-    InvalidTransition,
     Job,
     JobSnapshot,
     JobStatus,
@@ -127,17 +126,8 @@ class SqliteStore(AttachedTables):
         **fields: Any,
     ) -> Job:
         """The one place a status is written (and the outbox filled for it)."""
-        if status is not job.status and status not in ALLOWED.get(job.status, frozenset()):
-            raise InvalidTransition(f"job {job.id}: {job.status.value} -> {status.value}")
+        columns = job_row(transitions.applied(job, status, fields, time.time()))
         before = self._snapshot(conn, job)
-        now = time.time()
-        if status.terminal:
-            fields.setdefault("completed_at", now)
-            fields.setdefault("lease_owner", None)
-        if status is JobStatus.QUEUED:
-            fields.setdefault("lease_owner", None)
-            fields.setdefault("heartbeat_at", None)
-        columns = job_row({"status": status, **fields})
         assignments = ", ".join(f"{name} = ?" for name in columns)
         conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job.id))
         after = self._get(conn, job.id)
@@ -229,18 +219,8 @@ class SqliteStore(AttachedTables):
             if row is None:
                 return None
             job = _job(row)
-            return self._write_status(
-                conn,
-                job,
-                JobStatus.PREPARING,
-                lease_owner=worker_id,
-                heartbeat_at=now,
-                attempts=job.attempts + 1,
-                started_at=job.started_at or now,
-                run_started_at=now,
-                progress=0.0,
-                progress_text=None,
-            )
+            status, fields = transitions.claimed(job, worker_id, now)
+            return self._write_status(conn, job, status, **fields)
 
     def touch(self, job_id: str, worker_id: str) -> Job | None:
         """Record a heartbeat. None when the job is no longer leased to `worker_id` (stop at once)."""
@@ -283,19 +263,11 @@ class SqliteStore(AttachedTables):
         outputs: dict[str, str] | None = None,
     ) -> Job | None:
         """End a job the worker holds. None if the lease was lost (someone else owns it now)."""
-        assert status.terminal
+        status, fields = transitions.finished(status, error=error, error_kind=error_kind, billed=billed, outputs=outputs)
         with self._tx() as conn:
             job = self._leased(conn, job_id, worker_id)
             if job is None:
                 return None
-            fields: dict[str, Any] = {
-                "error": error,
-                "error_kind": error_kind,
-                "billed": billed,
-                "outputs": outputs,
-            }
-            if status is JobStatus.SUCCEEDED:
-                fields["progress"] = 1.0
             return self._write_status(conn, job, status, **fields)
 
     def requeue(self, job_id: str, worker_id: str, *, failure: str | None) -> Job | None:
@@ -305,16 +277,8 @@ class SqliteStore(AttachedTables):
             job = self._leased(conn, job_id, worker_id)
             if job is None:
                 return None
-            fields: dict[str, Any] = {"attempts": job.attempts - 1 if failure is None else job.attempts}
-            if failure is not None:
-                fields["failures"] = job.failures + 1
-                fields["history"] = self._with_attempt(job, failure)
-            return self._write_status(conn, job, JobStatus.QUEUED, **fields)
-
-    @staticmethod
-    def _with_attempt(job: Job, reason: str) -> tuple[Attempt, ...]:
-        attempt = Attempt(number=len(job.history) + 1, reason=reason, started_at=job.run_started_at, ended_at=time.time())
-        return (*job.history, attempt)
+            status, fields = transitions.requeued(job, failure, time.time())
+            return self._write_status(conn, job, status, **fields)
 
     def request_cancel(self, job_id: str) -> Job | None:
         """Cancel: a queued job ends at once; a running one is flagged and its worker stops it at the
@@ -324,7 +288,8 @@ class SqliteStore(AttachedTables):
             if job is None or job.terminal:
                 return job
             if job.status is JobStatus.QUEUED:
-                return self._write_status(conn, job, JobStatus.CANCELED, cancel_requested=True, error="Request was cancelled", error_kind=ErrorKind.CANCELLED)
+                status, fields = transitions.cancelled_in_queue()
+                return self._write_status(conn, job, status, **fields)
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             return self._get(conn, job_id)
 
@@ -340,25 +305,8 @@ class SqliteStore(AttachedTables):
             ).fetchall()
             for row in rows:
                 job = _job(row)
-                reason = "the worker running this job stopped responding (no heartbeat)"
-                if job.cancel_requested:
-                    changed.append(self._write_status(conn, job, JobStatus.CANCELED, error="Request was cancelled", error_kind=ErrorKind.CANCELLED))
-                elif job.reclaims >= max_reclaims:
-                    changed.append(
-                        self._write_status(
-                            conn,
-                            job,
-                            JobStatus.FAILED,
-                            error=f"{reason}; gave up after {job.reclaims + 1} lost runs",
-                            error_kind=ErrorKind.INTERNAL,
-                        )
-                    )
-                else:
-                    changed.append(
-                        self._write_status(
-                            conn, job, JobStatus.QUEUED, reclaims=job.reclaims + 1, history=self._with_attempt(job, reason)
-                        )
-                    )
+                status, fields = transitions.reclaimed(job, max_reclaims, time.time())
+                changed.append(self._write_status(conn, job, status, **fields))
         return changed
 
     def expire_unstarted(self) -> list[Job]:
@@ -369,13 +317,9 @@ class SqliteStore(AttachedTables):
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE status = 'queued' AND start_deadline IS NOT NULL AND start_deadline < ?", (now,)
             ).fetchall()
+            status, fields = transitions.expired_in_queue()
             for row in rows:
-                job = _job(row)
-                changed.append(
-                    self._write_status(
-                        conn, job, JobStatus.EXPIRED, error="Request timed out before it started", error_kind=ErrorKind.START_TIMEOUT
-                    )
-                )
+                changed.append(self._write_status(conn, _job(row), status, **fields))
         return changed
 
     def update_payload(self, job_id: str, changes: dict[str, Any]) -> None:
