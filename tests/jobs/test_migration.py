@@ -12,6 +12,7 @@ from ltxtune.jobs.sqlite import SqliteStore
 from ltxtune.jobs.sqlite_schema import SCHEMA_VERSION, SchemaTooNew
 from ltxtune.jobs.store import JobStatus
 from ltxtune.protocols import build_plan, protocol_named
+from ltxtune.protocols.registry import plan_to_run
 from ltxtune.protocols.civitai import view as civitai_view
 from ltxtune.protocols.fal.errors import job_error
 from tests.jobs.servicekit import ROOT
@@ -36,10 +37,12 @@ def test_a_version_1_store_is_migrated(tmp_path):
     assert fal_job.payload["body"]["training_data_url"] == "http://data.invalid/clips.zip"
     status, body, headers = job_error(fal_job)  # answered as before: 400 with the dataset error
     assert status == 400 and body == {"detail": "training_data_url not reachable: HTTP 404", "error_type": "dataset_error"}
-    # v1 plans name no request field for the dataset URL: errors of a migrated job use the neutral wording
+    # v1 plans name no request field for the dataset URL; the run gets the protocol's names
     fresh = build_plan("fal-ai/ltx23-trainer-v2/t2v", fal_job.payload["body"])
-    neutral = fresh.dataset.model_copy(update={"source_field": "the dataset URL", "auto_scale_field": None})
-    assert fal_job.plan == fresh.model_copy(update={"dataset": neutral})
+    assert fal_job.plan.dataset.source_field == "the dataset URL" and fal_job.plan != fresh
+    assert plan_to_run(fal_job) == fresh
+    assert plan_to_run(store.get("civitai-job")).dataset.source_field == "trainingData.sourceUrl"
+    assert plan_to_run(store.get("civitai-job")).dataset.auto_scale_field is None
 
     civitai_job = store.get("civitai-job")
     assert civitai_job.key == "ext-1" and civitai_job.max_retries == 2

@@ -10,15 +10,22 @@ from typing import Callable
 
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.storage import FileStore
-from ltxtune.jobs.store import JobSnapshot, Notification, Store, open_store
+from ltxtune.jobs.store import Job, JobSnapshot, Notification, Store, open_store
 from ltxtune.jobs.webhooks import Dispatcher, Signer
+from ltxtune.specs.plan import TrainingPlan
 
 # (before, after, files) -> what the change sends
 FileNotifier = Callable[[JobSnapshot | None, JobSnapshot, FileStore], list[Notification]]
+# a stored job -> the plan its run trains (a protocol may complete plans stored by older versions)
+PlanReader = Callable[[Job], TrainingPlan]
 
 
 def _silent(before: JobSnapshot | None, after: JobSnapshot, files: FileStore) -> list[Notification]:
     return []
+
+
+def _as_stored(job: Job) -> TrainingPlan:
+    return job.plan
 
 
 @dataclass
@@ -29,14 +36,30 @@ class Services:
     signer: Signer
     notifier: FileNotifier = _silent
     header_prefixes: dict[str, str] = field(default_factory=dict)  # notification kind -> signature header prefix
+    plan_to_run: PlanReader = _as_stored
 
     @classmethod
-    def open(cls, config: ServiceConfig, *, notifier: FileNotifier = _silent, header_prefixes: dict[str, str] | None = None) -> "Services":
+    def open(
+        cls,
+        config: ServiceConfig,
+        *,
+        notifier: FileNotifier = _silent,
+        header_prefixes: dict[str, str] | None = None,
+        plan_to_run: PlanReader = _as_stored,
+    ) -> "Services":
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(config.db_path)
         files = FileStore(config.data_dir, store, config.url_ttl_s)
         signer = Signer(config.data_dir / "secrets" / "webhook-ed25519.pem")
-        services = cls(config=config, store=store, files=files, signer=signer, notifier=notifier, header_prefixes=dict(header_prefixes or {}))
+        services = cls(
+            config=config,
+            store=store,
+            files=files,
+            signer=signer,
+            notifier=notifier,
+            header_prefixes=dict(header_prefixes or {}),
+            plan_to_run=plan_to_run,
+        )
         store.set_notifier(services.notifications)
         return services
 

@@ -192,7 +192,7 @@ class JobRun(threading.Thread):
         stop_event = ctx.Event()
         args = ChildArgs(
             runner=self.config.runner,
-            plan_json=job.plan_json,
+            plan_json=self.services.plan_to_run(job).to_json(),
             work_dir=work_dir,
             settings=settings,
             parent_pid=os.getpid(),

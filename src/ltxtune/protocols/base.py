@@ -62,6 +62,16 @@ class ApiProtocol(ABC):
     def notifications(self, before: "JobSnapshot | None", after: "JobSnapshot", files: "FileStore") -> list["Notification"]:
         """What a status change of one of its jobs sends (webhooks, callbacks), already encoded."""
 
+    dataset_fields: dict[str, str]  # request field names the plan's DatasetRules quote in errors
+
+    def plan_to_run(self, plan: TrainingPlan) -> TrainingPlan:
+        """A stored plan as this version runs it: plans stored before DatasetRules named the
+        request's fields get this protocol's names (their jobs may be queued across an upgrade)."""
+        missing = {name: value for name, value in self.dataset_fields.items() if name not in plan.dataset.model_fields_set}
+        if not missing:
+            return plan
+        return plan.model_copy(update={"dataset": plan.dataset.model_copy(update=missing)})
+
     def parse(self, endpoint: str, body: Any) -> BaseModel:
         """The typed request, or RequestInvalid with every issue found."""
         return validate(self.request_model(endpoint), body)

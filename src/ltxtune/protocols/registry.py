@@ -28,7 +28,7 @@ from ltxtune.jobs.service import Services
 
 if TYPE_CHECKING:
     from ltxtune.jobs.storage import FileStore
-    from ltxtune.jobs.store import JobSnapshot, Notification
+    from ltxtune.jobs.store import Job, JobSnapshot, Notification
 
 PROTOCOLS: tuple[ApiProtocol, ...] = (FAL, CIVITAI)
 ENDPOINTS: tuple[str, ...] = tuple(endpoint for protocol in PROTOCOLS for endpoint in protocol.endpoints)
@@ -82,6 +82,11 @@ def webhook_header_prefixes() -> dict[str, str]:
     return {protocol.name: protocol.webhook_header_prefix for protocol in PROTOCOLS}
 
 
+def plan_to_run(job: "Job") -> TrainingPlan:
+    """The plan a stored job's run trains, as its protocol completes it."""
+    return protocol_named(job.protocol).plan_to_run(job.plan)
+
+
 def open_services(config: ServiceConfig) -> Services:
     """The store, files and signer of `config.data_dir`, notifying through the protocols."""
-    return Services.open(config, notifier=notifications, header_prefixes=webhook_header_prefixes())
+    return Services.open(config, notifier=notifications, header_prefixes=webhook_header_prefixes(), plan_to_run=plan_to_run)

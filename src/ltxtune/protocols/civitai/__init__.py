@@ -30,6 +30,7 @@ class CivitaiProtocol(ApiProtocol):
     name = plan.NAME
     endpoints = (plan.ENDPOINT,)
     webhook_header_prefix = notify.HEADER_PREFIX
+    dataset_fields = plan.DATASET_FIELDS
     endpoint_help = "`civitai` for a workflow body"
 
     def client_hint(self, base_url: str) -> str:

@@ -15,6 +15,7 @@ from ltxtune.specs.plan import TrainingPlan
 from ltxtune.specs.pricing import Price, PriceTable
 
 NAME = "civitai"
+DATASET_FIELDS = {"source_field": "trainingData.sourceUrl"}
 ENDPOINT = "civitai"
 CIVITAI_FRAMES = 89
 CIVITAI_FPS = 24
@@ -41,7 +42,7 @@ def plan_of(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
     trigger = inputs.triggerWord or ""
     dataset = rules.DatasetRules(
         source_url=inputs.trainingData.sourceUrl,
-        source_field="trainingData.sourceUrl",
+        **DATASET_FIELDS,
         expected_count=inputs.trainingData.count,
         frames=CIVITAI_FRAMES,
         fps=CIVITAI_FPS,

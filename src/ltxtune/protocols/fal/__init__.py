@@ -25,6 +25,7 @@ class FalProtocol(ApiProtocol):
     name = plan.NAME
     endpoints = tuple(FAL_ENDPOINTS)
     webhook_header_prefix = notify.HEADER_PREFIX
+    dataset_fields = plan.DATASET_FIELDS
     endpoint_help = "a fal endpoint id (" + ", ".join(FAL_ENDPOINTS) + ")"
 
     def client_hint(self, base_url: str) -> str:

@@ -15,6 +15,7 @@ from ltxtune.specs.plan import TrainingPlan
 from ltxtune.specs.pricing import Price, PriceTable
 
 NAME = "fal"
+DATASET_FIELDS = {"source_field": "training_data_url", "auto_scale_field": "auto_scale_input"}
 V2V_ENDPOINT = "fal-ai/ltx23-v2v-trainer"
 V2V_PRICE_NOTE = "the v2v page gives no price; ltxtune bills it like fal-ai/ltx23-video-trainer"
 
@@ -53,8 +54,7 @@ def plan_of(endpoint: str, request: FalTrainerRequest, prices: PriceTable) -> Tr
     prompts = _fal_validation_prompts(request)
     dataset = rules.DatasetRules(
         source_url=request.training_data_url,
-        source_field="training_data_url",
-        auto_scale_field="auto_scale_input",
+        **DATASET_FIELDS,
         frames=request.number_of_frames,
         fps=request.frame_rate,
         bucket=bucket_for(request.resolution, request.aspect_ratio),
