@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
@@ -55,8 +56,10 @@ class ApiProtocol(ABC):
     def invalid_parameters(self, errors: Sequence[dict[str, Any]]) -> "ApiError":
         """Path or query parameters the framework refused (pydantic error dicts)."""
 
-    @abstractmethod
-    def router(self) -> "APIRouter": ...
+    routes_module: str  # the module whose `router` holds its routes, imported on first use (it needs fastapi)
+
+    def router(self) -> "APIRouter":
+        return importlib.import_module(self.routes_module).router
 
     @abstractmethod
     def notifications(self, before: "JobSnapshot | None", after: "JobSnapshot", files: "FileStore") -> list["Notification"]:

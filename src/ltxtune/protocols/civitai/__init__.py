@@ -31,6 +31,7 @@ class CivitaiProtocol(ApiProtocol):
     endpoints = (plan.ENDPOINT,)
     webhook_header_prefix = notify.HEADER_PREFIX
     dataset_fields = plan.DATASET_FIELDS
+    routes_module = "ltxtune.protocols.civitai.routes"
     endpoint_help = "`civitai` for a workflow body"
 
     def client_hint(self, base_url: str) -> str:
@@ -59,11 +60,6 @@ class CivitaiProtocol(ApiProtocol):
         for item in items:
             found.setdefault(".".join(str(part) for part in item.get("loc", ())), []).append(item.get("msg", ""))
         return errors.invalid(found)
-
-    def router(self):
-        from ltxtune.protocols.civitai.routes import router
-
-        return router
 
     def notifications(self, before, after, files):
         return notify.callbacks(before, after, files)

@@ -26,6 +26,7 @@ class FalProtocol(ApiProtocol):
     endpoints = tuple(FAL_ENDPOINTS)
     webhook_header_prefix = notify.HEADER_PREFIX
     dataset_fields = plan.DATASET_FIELDS
+    routes_module = "ltxtune.protocols.fal.routes"
     endpoint_help = "a fal endpoint id (" + ", ".join(FAL_ENDPOINTS) + ")"
 
     def client_hint(self, base_url: str) -> str:
@@ -53,11 +54,6 @@ class FalProtocol(ApiProtocol):
     def invalid_parameters(self, items: Sequence[dict[str, Any]]) -> ApiError:
         body = errors.validation_body((item.get("loc", ()), item.get("msg", ""), item.get("type", "")) for item in items)
         return ApiError(422, "invalid parameters", body=body)
-
-    def router(self):
-        from ltxtune.protocols.fal.routes import router
-
-        return router
 
     def notifications(self, before, after, files):
         return notify.webhook(before, after, files)
