@@ -46,8 +46,13 @@ def invalid(loc: Sequence[str | int], msg: str, kind: str = "value_error") -> Ap
     return ApiError(422, msg, body=validation_body([(loc, msg, kind)]))
 
 
+def plain_body(detail: str, error_type: str | None) -> dict[str, Any]:
+    """Any other error: `{"detail", "error_type"}` (the type left out when there is none)."""
+    return {"detail": detail, **({"error_type": error_type} if error_type else {})}
+
+
 def error_response(error: ApiError) -> JSONResponse:
-    body = error.body or {"detail": error.detail, **({"error_type": error.error_type} if error.error_type else {})}
+    body = error.body or plain_body(error.detail, error.error_type)
     headers = dict(error.headers)
     if error.error_type:
         headers.setdefault(ERROR_TYPE_HEADER, error.error_type)
@@ -72,4 +77,4 @@ def job_error(job: Job) -> tuple[int, dict[str, Any], dict[str, str]]:
         return status, validation_body([(("body", "training_data_url"), message, name)]), headers
     if kind is ErrorKind.START_TIMEOUT:
         headers["X-Fal-Request-Timeout-Type"] = "user"
-    return status, {"detail": message, "error_type": name}, headers
+    return status, plain_body(message, name), headers
