@@ -21,7 +21,7 @@ from ltxtune.models.families import get_family
 from ltxtune.models.load import load_transformer
 from ltxtune.models.lora import inject_lora
 from ltxtune.models.text import PromptEmbeddings
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.common import Family
 from ltxtune.training.cache import Encoded
 from ltxtune.training.job import pick_device

@@ -3,7 +3,7 @@ preparation, training, the job store and the API share, so it sits below all of 
 
 Torch-free, so the job store and the API can hold these without importing the trainer.
 Progress leaves the trainer through an `on_event` callback; cancellation enters through a
-`should_stop` callable (DESIGN.md, layer rule).
+`should_stop` callable (docs/ARCHITECTURE.md, "Layers").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ltxtune.jobs.webhooks import verify_signature
+from ltxtune.protocols.civitai.notify import verify_signature
 from tests.jobs.servicekit import LiveServer, Receiver, civitai_example, fast_config, keys, wait_for
 
 API = "/v2/consumer/workflows"
@@ -83,7 +83,7 @@ def test_example_runs_to_succeeded_with_epochs_and_callbacks(server, client):
 
     jwks = client.get("/.well-known/jwks.json").json()
     for delivery in deliveries:
-        assert verify_signature(jwks, delivery.headers, delivery.body, kind="civitai"), delivery.headers
+        assert verify_signature(jwks, delivery.headers, delivery.body), delivery.headers
         assert delivery.headers["X-Ltxtune-Webhook-Request-Id"] == workflow["id"]
     everything = [d.json() for d in deliveries if d.path == "/all"]
     assert [(e["$type"], e["status"]) for e in everything] == [

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from ltxtune.jobs.webhooks import verify_signature
+from ltxtune.protocols.fal.notify import verify_signature
 from tests.jobs.servicekit import LiveServer, Receiver, fal_body, fast_config, keys, wait_for
 
 KEYS = keys("alice", "bob")
@@ -60,10 +60,10 @@ def test_webhook_on_success_and_failure_is_signed(server, client):
     jwks = client.get("/.well-known/ltxtune-webhook-key").json()
     assert jwks["keys"][0]["kty"] == "OKP" and jwks["keys"][0]["crv"] == "Ed25519"
     for delivery in bodies.values():
-        assert verify_signature(jwks, delivery.headers, delivery.body, kind="fal")
+        assert verify_signature(jwks, delivery.headers, delivery.body)
         assert delivery.headers["X-Fal-Webhook-User-Id"] == "alice"
         tampered = delivery.body.replace(b"request_id", b"request_iD")
-        assert not verify_signature(jwks, delivery.headers, tampered, kind="fal")
+        assert not verify_signature(jwks, delivery.headers, tampered)
     success = bodies[ok["request_id"]].json()
     assert success["status"] == "OK" and success["error"] is None and success["gateway_request_id"] == ok["request_id"]
     assert set(success["payload"]) == {"lora_file", "config_file", "video"}

@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.testing import CliRunner
 
-from ltxtune.api import serve as serve_module
+from ltxtune.cli import serve as serve_module
 from ltxtune.jobs.config import ApiKey, ServiceConfig, load_api_keys, parse_keys_text
 
 
@@ -50,5 +50,5 @@ def test_keys_from_json_and_env():
 
 
 def test_importing_the_api_does_not_import_torch():
-    code = "import sys, ltxtune.api, ltxtune.api.serve, ltxtune.jobs.worker; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, ltxtune.api, ltxtune.cli.serve, ltxtune.jobs.worker; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ltxtune.data import PreparedDataset, prepare_dataset
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.common import Bucket
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.events import LogLine, OnEvent, Progress, ignore_event

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from ltxtune.errors import ErrorKind
 from ltxtune.data import DatasetError, prepare_dataset
 from ltxtune.data.archive import ArchiveLimits, extract_archive
 from tests.data.conftest import tiny_plan
@@ -38,7 +39,7 @@ def refuse(tmp_path: Path, zip_path: Path) -> DatasetError:
 def test_path_escape_with_dotdot(tmp_path):
     error = refuse(tmp_path, hostile(tmp_path, lambda z: z.writestr("../../evil.txt", "x")))
     assert error.message == "Refused archive: entry '../../evil.txt' points outside the archive ('..')"
-    assert error.status == 422
+    assert error.kind is ErrorKind.CONTENT
 
 
 def test_path_escape_hidden_in_a_folder_and_backslashes(tmp_path):
@@ -126,13 +127,13 @@ def test_not_a_zip_and_empty_zip(tmp_path):
     bad.parent.mkdir()
     bad.write_bytes(b"this is not a zip archive at all")
     error = refuse(tmp_path, bad)
-    assert error.status == 400
+    assert error.kind is ErrorKind.SOURCE
     assert error.message == (
         "training_data_url is not a zip archive (32 bytes starting with b'this is not a zi'); upload a .zip of your clips"
     )
     empty = make_zip(tmp_path / "upload" / "empty.zip", {})
     error = refuse(tmp_path, empty)
-    assert error.status == 422
+    assert error.kind is ErrorKind.CONTENT
     assert error.message == (
         "The archive contains no training media: add videos (.mp4, .mov, .avi, .mkv) "
         "or images (.png, .jpg, .jpeg), with optional .txt captions"

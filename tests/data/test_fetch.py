@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from ltxtune.errors import ErrorKind
 from ltxtune.data.errors import DatasetError
 from ltxtune.data.fetch import FetchLimits, fetch_source, is_public_address
 from tests.data.media import make_zip
@@ -15,8 +16,8 @@ def small_zip(tmp_path: Path) -> Path:
     return make_zip(tmp_path / "src" / "data.zip", {"a.txt": "hello"})
 
 
-def fetch(url, tmp_path, **kwargs):
-    return fetch_source(url, tmp_path / "work" / "download", **kwargs)
+def fetch(url, tmp_path, field="training_data_url", **kwargs):
+    return fetch_source(url, tmp_path / "work" / "download", field=field, **kwargs)
 
 
 def test_http_download_with_private_urls_allowed(http_root, small_zip, tmp_path):
@@ -41,7 +42,7 @@ def test_loopback_is_refused_without_permission(http_root, small_zip, tmp_path, 
     port = base.rsplit(":", 1)[1]
     with pytest.raises(DatasetError) as caught:
         fetch(f"http://{host}:{port}/data.zip", tmp_path)
-    assert caught.value.status == 400
+    assert caught.value.kind is ErrorKind.SOURCE
     assert caught.value.message.startswith("training_data_url not reachable: ")
     assert "only public addresses are fetched" in caught.value.message
     assert not (tmp_path / "work" / "download" / "source.zip").exists()
@@ -51,7 +52,7 @@ def test_civitai_wording(tmp_path):
     with pytest.raises(DatasetError) as caught:
         fetch("http://127.0.0.1:9/x.zip", tmp_path, field="trainingData.sourceUrl")
     assert caught.value.message.startswith("trainingData.sourceUrl not reachable: 127.0.0.1 resolves to 127.0.0.1")
-    assert caught.value.status == 400
+    assert caught.value.kind is ErrorKind.SOURCE
 
 
 @pytest.mark.parametrize(
@@ -80,14 +81,14 @@ def test_http_error_is_not_reachable(http_root, tmp_path):
     with pytest.raises(DatasetError) as caught:
         fetch(f"{base}/missing.zip", tmp_path, allow_private_urls=True, field="trainingData.sourceUrl")
     assert caught.value.message == "trainingData.sourceUrl not reachable: HTTP 404 File not found"
-    assert caught.value.status == 400
+    assert caught.value.kind is ErrorKind.SOURCE
 
 
 def test_connection_refused_is_not_reachable(tmp_path):
     with pytest.raises(DatasetError) as caught:
         fetch("http://127.0.0.1:9/data.zip", tmp_path, allow_private_urls=True)
     assert caught.value.message.startswith("training_data_url not reachable: ")
-    assert caught.value.status == 400
+    assert caught.value.kind is ErrorKind.SOURCE
 
 
 def test_html_page_is_not_a_zip(http_root, tmp_path):
@@ -98,7 +99,7 @@ def test_html_page_is_not_a_zip(http_root, tmp_path):
     assert caught.value.message == (
         "training_data_url is not a zip archive (26 bytes starting with b'<html>Access den'); upload a .zip of your clips"
     )
-    assert caught.value.status == 400
+    assert caught.value.kind is ErrorKind.SOURCE
 
 
 def test_size_cap_from_content_length(http_root, tmp_path):
@@ -140,7 +141,7 @@ def test_local_files_only_when_allowed(small_zip, tmp_path):
         assert caught.value.message == (
             "training_data_url must be an http(s):// or data: URL; local files are accepted only from the command line"
         )
-        assert caught.value.status == 400
+        assert caught.value.kind is ErrorKind.SOURCE
         assert fetch(url, tmp_path, allow_local_files=True) == small_zip
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from ltxtune.errors import ErrorKind
 from ltxtune.data import TOO_SHORT, DatasetError, PreparedDataset, prepare_dataset, summarise
 from ltxtune.data.audio import read_wav
 from ltxtune.events import LogLine, Progress
@@ -95,7 +96,7 @@ def test_all_clips_too_short_is_the_spec_error(tmp_path):
     files = {"a.mp4": clip(tmp_path, "a.mp4", frames=9), "b.mkv": clip(tmp_path, "b.mkv", frames=12)}
     with pytest.raises(DatasetError) as caught:
         prepare_files(tmp_path, files)
-    assert caught.value.status == 422
+    assert caught.value.kind is ErrorKind.CONTENT
     assert caught.value.message.startswith(TOO_SHORT)
     assert caught.value.message == (
         "All training videos are too short to be trainable: each needs at least 17 frames at 24 fps (0.71 s); "
@@ -209,7 +210,7 @@ def test_mixed_videos_and_images_are_refused(tmp_path):
     }
     with pytest.raises(DatasetError) as caught:
         prepare_files(tmp_path, files)
-    assert caught.value.status == 422
+    assert caught.value.kind is ErrorKind.CONTENT
     assert caught.value.message == (
         "The dataset must contain ONLY videos OR ONLY images - mixed datasets are not supported. "
         "Found 2 videos and 1 images (e.g. c.png); remove one kind."
@@ -265,7 +266,7 @@ def test_over_http_needs_permission_for_loopback(tmp_path, http_root):
     assert len(prepared.samples) == 1
     with pytest.raises(DatasetError) as caught:
         prepare_dataset(plan, tmp_path / "job2")
-    assert caught.value.status == 400 and "only public addresses are fetched" in caught.value.message
+    assert caught.value.kind is ErrorKind.SOURCE and "only public addresses are fetched" in caught.value.message
     assert not (tmp_path / "job2" / "prepared").exists()
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from ltxtune.errors import ErrorKind
 from ltxtune.data import DatasetError
 from ltxtune.data.audio import PEAK, read_wav
 from tests.data.conftest import prepare_files
@@ -34,7 +35,7 @@ def test_forced_audio_names_the_silent_clips(tmp_path):
     }
     with pytest.raises(DatasetError) as caught:
         prepare_files(tmp_path, files, with_audio=True)
-    assert caught.value.status == 422
+    assert caught.value.kind is ErrorKind.CONTENT
     assert caught.value.message == "with_audio is true, but these clips have no audio track: x/quiet.mkv, y/mute.avi"
 
 

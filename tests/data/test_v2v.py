@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ltxtune.errors import ErrorKind
 from ltxtune.data import DatasetError
 from tests.data.conftest import V2V, prepare_files
 from tests.data.media import frame_indices, make_image, make_video, read_frames
@@ -44,7 +45,7 @@ def test_no_references_explains_the_convention(tmp_path):
     files = {"a.mp4": clip(tmp_path, "a.mp4"), "b.mp4": clip(tmp_path, "b.mp4")}
     with pytest.raises(DatasetError) as caught:
         prepare_files(tmp_path, files, V2V)
-    assert caught.value.status == 422
+    assert caught.value.kind is ErrorKind.CONTENT
     assert caught.value.message == (
         "Video-to-video training needs a reference for every clip, and none of the 2 has one: name each reference "
         "after its target with _ref before the extension, in the same folder (clips/clip01.mp4 + "

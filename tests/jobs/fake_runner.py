@@ -30,8 +30,9 @@ def _dataset_error(message: str, status: int) -> Exception:
     """The real `ltxtune.data.errors.DatasetError`, imported only when needed (the data package
     imports PyAV and numpy, half a second this fake otherwise does not spend)."""
     from ltxtune.data.errors import DatasetError
+    from ltxtune.errors import ErrorKind
 
-    return DatasetError(message, status)
+    return DatasetError(message, ErrorKind.SOURCE if status == 400 else ErrorKind.CONTENT)
 
 
 STATE_EVERY = 10

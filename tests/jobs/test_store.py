@@ -7,15 +7,16 @@ import time
 
 import pytest
 
-from ltxtune.jobs.store import InvalidTransition, JobStatus, NewJob, Notification, Store
-from ltxtune.specs import build_plan
+from ltxtune.jobs.sqlite import SqliteStore as Store
+from ltxtune.jobs.store import InvalidTransition, JobStatus, NewJob, Notification
+from ltxtune.protocols import build_plan
 from tests.jobs.servicekit import civitai_example, fal_body
 
 PLAN = build_plan("fal-ai/ltx23-trainer-v2/t2v", fal_body())
 
 
 def new_job(**changes) -> NewJob:
-    values = dict(flavour="fal", endpoint="fal-ai/ltx23-trainer-v2/t2v", owner="o", user_id="u", plan=PLAN, request={"body": {}}, base_url="http://x")
+    values = dict(protocol="fal", endpoint="fal-ai/ltx23-trainer-v2/t2v", owner="o", user_id="u", plan=PLAN, payload={"body": {}}, base_url="http://x")
     values.update(changes)
     return NewJob(**values)
 
@@ -85,13 +86,13 @@ def test_everything_survives_reopening(tmp_path):
     path = tmp_path / "db.sqlite"
     notes = lambda before, after: [Notification(url="http://r", kind="fal", body=after.job.status.value.encode())]  # noqa: E731
     store = Store(path, notifier=notes)
-    job, _ = store.create(new_job(tags=["a"], metadata={"k": 1}))
+    job, _ = store.create(new_job(payload={"tags": ["a"], "metadata": {"k": 1}}))
     store.add_log(job.id, "hello")
     store.claim("w")
     store.close()
     reopened = Store(path)
     again = reopened.get(job.id)
-    assert again.status is JobStatus.PREPARING and again.tags == ("a",) and again.metadata == {"k": 1}
+    assert again.status is JobStatus.PREPARING and again.payload == {"tags": ["a"], "metadata": {"k": 1}}
     assert again.plan == PLAN
     assert [log.message for log in reopened.logs(job.id)] == ["hello"]
     assert [item.body for item in reopened.outbox(job.id)] == [b"queued", b"preparing"]
@@ -118,8 +119,8 @@ def test_outbox_hands_out_the_head_of_each_queue(tmp_path):
 def test_external_id_and_civitai_listing(tmp_path):
     store = Store(tmp_path / "db.sqlite")
     plan = build_plan("civitai", civitai_example())
-    first, created = store.create(new_job(flavour="civitai", endpoint="civitai", plan=plan, external_id="x", tags=["t"]))
-    again, created_again = store.create(new_job(flavour="civitai", endpoint="civitai", plan=plan, external_id="x"))
+    first, created = store.create(new_job(protocol="civitai", endpoint="civitai", plan=plan, key="x", payload={"tags": ["t"]}))
+    again, created_again = store.create(new_job(protocol="civitai", endpoint="civitai", plan=plan, key="x"))
     assert created and not created_again and again.id == first.id
     assert [j.id for j in store.list_jobs("o", "civitai", tags=["t"])] == [first.id]
     assert store.list_jobs("o", "civitai", tags=["nope"]) == []

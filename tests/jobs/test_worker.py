@@ -26,11 +26,11 @@ API = "/v2/consumer/workflows"
 
 def start_worker(data_dir: Path) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "ltxtune.jobs.worker",
+        sys.executable, "-m", "ltxtune.cli", "worker",
         "--data-dir", str(data_dir), "--runner", FAKE_RUNNER,
         "--heartbeat", "0.3", "--stale-after", "2", "--poll", "0.1",
     ]  # fmt: skip
-    return subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def process_gone(pid: int) -> bool:

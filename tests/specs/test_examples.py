@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.common import Family, Mode
-from ltxtune.specs.fal import LONG_NEGATIVE_PROMPT, SHORT_NEGATIVE_PROMPT
+from ltxtune.protocols.fal.request import LONG_NEGATIVE_PROMPT, SHORT_NEGATIVE_PROMPT
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.common import Family, bucket_for_area, snap_frames_down
 from ltxtune.specs.plan import TrainingPlan, evenly_spaced_steps
 

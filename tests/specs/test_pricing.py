@@ -1,7 +1,9 @@
 import pytest
 
-from ltxtune.specs import build_plan
-from ltxtune.specs.pricing import PriceTable, civitai_price, fal_price, unbilled
+from ltxtune.protocols import build_plan
+from ltxtune.protocols.civitai.plan import civitai_price
+from ltxtune.protocols.fal.plan import fal_price
+from ltxtune.specs.pricing import PriceTable, unbilled
 
 TABLE = PriceTable()
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ltxtune.specs import RequestInvalid, build_plan, render_errors
+from ltxtune.protocols import build_plan, render_errors
+from ltxtune.specs import RequestInvalid
 
 T2V = "fal-ai/ltx23-trainer-v2/t2v"
 I2V = "fal-ai/ltx23-trainer-v2/i2v"

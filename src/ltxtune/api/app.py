@@ -1,8 +1,8 @@
-"""`create_app(config)`: the HTTP API (fal queue and Civitai routes, files, webhook key) over one
-job store, with the outbox dispatcher and, when `config.workers > 0`, an embedded worker.
+"""`create_app(config)`: the HTTP API over one job store: every protocol's routes (from the
+registry), files and the webhook key, with the outbox dispatcher and, when `config.workers > 0`,
+an embedded worker.
 
-Every error leaves in the shape of the flavour of its route (fal `{"detail"}`, Civitai problem
-details under `/v2/`), never with a stack trace.
+Every error leaves in the shape of the protocol whose route it came from, never with a stack trace.
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ltxtune.api import civitai, fal, files
-from ltxtune.api.common import ApiContext, ApiError, error_response, is_civitai, problem
+from ltxtune.api import files
+from ltxtune.api.common import ApiContext
+from ltxtune.api.errors import ApiError, InvalidJson
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.worker import Worker
+from ltxtune.protocols.registry import PROTOCOLS, open_services, protocol_for_path
 
 log = logging.getLogger(__name__)
 
 
 def create_app(config: ServiceConfig, *, services: Services | None = None) -> FastAPI:
-    services = services or Services.open(config)
+    services = services or open_services(config)
     worker = Worker(services) if config.workers > 0 else None
     ctx = ApiContext(config=config, services=services, worker=worker, dispatcher=services.dispatcher())
 
@@ -46,30 +48,33 @@ def create_app(config: ServiceConfig, *, services: Services | None = None) -> Fa
     app = FastAPI(title="ltxtune", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.ltxtune = ctx
     app.include_router(files.router)
-    app.include_router(civitai.router)
-    app.include_router(fal.router)
+    # Protocols that claim a path prefix first: the default protocol's routes match any path.
+    for protocol in sorted(PROTOCOLS, key=lambda p: p is protocol_for_path("")):
+        app.include_router(protocol.router())
+
+    def render(request: Request, error: ApiError) -> JSONResponse:
+        return protocol_for_path(request.url.path).error_response(error)
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, error: ApiError) -> JSONResponse:
-        return error_response(request, error)
+        return render(request, error)
+
+    @app.exception_handler(InvalidJson)
+    async def on_invalid_json(request: Request, error: InvalidJson) -> JSONResponse:
+        return render(request, protocol_for_path(request.url.path).invalid_json(error.reason))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(request, ApiError(error.status_code, str(error.detail), headers=dict(error.headers or {})))
+        return render(request, ApiError(error.status_code, str(error.detail), headers=dict(error.headers or {})))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        items = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()]
-        if is_civitai(request):
-            errors: dict[str, list[str]] = {}
-            for item in items:
-                errors.setdefault(".".join(str(p) for p in item["loc"]), []).append(item["msg"])
-            return JSONResponse(problem(400, "invalid request", errors), status_code=400, media_type="application/problem+json")
-        return JSONResponse({"detail": items}, status_code=422)
+        protocol = protocol_for_path(request.url.path)
+        return render(request, protocol.invalid_parameters(error.errors()))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, ApiError(500, "Internal server error", error_type="internal_server_error"))
+        return render(request, ApiError(500, "Internal server error", error_type="internal_server_error"))
 
     return app

@@ -1,5 +1,6 @@
-"""What every route needs: the service context, the caller's identity, and errors in the shape of
-the API flavour the route belongs to (fal `{"detail"}` or Civitai problem details)."""
+"""What every protocol's routes need: the service context, the caller's identity, reading a JSON
+body, submitting a job, waiting for one to end. Protocol-neutral: the protocols import this,
+never the other way round."""
 
 from __future__ import annotations
 
@@ -7,40 +8,18 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ltxtune.api.errors import ApiError, InvalidJson
 from ltxtune.jobs.config import LOCAL_OWNER, ServiceConfig, key_owner
 from ltxtune.jobs.service import Services
-from ltxtune.jobs.store import JobSnapshot
-from ltxtune.jobs.webhooks import Dispatcher
+from ltxtune.jobs.store import JobSnapshot, NewJob
+from ltxtune.jobs.webhooks import Dispatcher, UnsafeUrl, check_target_url
 from ltxtune.jobs.worker import Worker
-
-CIVITAI_PREFIX = "/v2/"
-
-
-class ApiError(Exception):
-    """An error answered in the route's flavour. `body` replaces the default shape when given."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        error_type: str | None = None,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.error_type = error_type
-        self.body = body
-        self.headers = headers or {}
+from ltxtune.specs.plan import TrainingPlan
 
 
 @dataclass(frozen=True)
@@ -60,7 +39,7 @@ class ApiContext:
         self._keys = {key.owner: key for key in self.config.api_keys}
 
     def caller(self, request: Request) -> Caller:
-        """The owner of the key in `Authorization: Key <key>` (fal) or `Bearer <key>` (Civitai).
+        """The owner of the key in `Authorization: Key <key>` or `Bearer <key>`.
         Without configured keys every caller is the one local owner."""
         if not self._keys:
             return Caller(LOCAL_OWNER, LOCAL_OWNER)
@@ -83,37 +62,40 @@ class ApiContext:
             self.worker.wake()
         self.dispatcher.wake()
 
+    def submit(self, request: Request, caller: "Caller", *, plan: TrainingPlan, **job: Any) -> JobSnapshot:
+        """Store a new job for the caller (or find the one its key names) on the server's `--model`
+        family when one is set; log the plan's warnings and wake the worker. `job`: the other
+        `NewJob` fields (protocol, endpoint, payload, key, priority, ...)."""
+        if self.config.model is not None:
+            plan = plan.with_family(self.config.model)
+        new = NewJob(owner=caller.owner, user_id=caller.user_id, plan=plan, base_url=self.base_url(request), **job)
+        stored, created = self.services.store.create(new)
+        if created:
+            for warning in plan.warnings:
+                self.services.store.add_log(stored.id, warning, level="WARNING", source="ltxtune.api")
+            self.wake()
+        snapshot = self.services.store.snapshot(stored.id)
+        assert snapshot is not None
+        return snapshot
+
+    def refusal(self, url: str) -> str | None:
+        """Why a webhook or callback URL is refused (not http(s), or not public unless allowed); None if it is fine."""
+        try:
+            check_target_url(url, self.config.allow_private_urls)
+        except UnsafeUrl as refused:
+            return str(refused)
+        return None
+
+    def owned(self, job_id: str, protocol: str, caller: "Caller") -> JobSnapshot | None:
+        """The job's snapshot if it exists, belongs to `protocol` and to the caller; else None."""
+        snapshot = self.services.store.snapshot(job_id)
+        if snapshot is None or snapshot.job.protocol != protocol or snapshot.job.owner != caller.owner:
+            return None
+        return snapshot
+
 
 def context(request: Request) -> ApiContext:
     return request.app.state.ltxtune
-
-
-def is_civitai(request: Request) -> bool:
-    return request.url.path.startswith(CIVITAI_PREFIX)
-
-
-def problem(status: int, detail: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    body: dict[str, Any] = {
-        "type": f"https://httpstatuses.io/{status}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if errors:
-        body["errors"] = errors
-    return body
-
-
-def error_response(request: Request, error: ApiError) -> JSONResponse:
-    if is_civitai(request):
-        body = error.body or problem(error.status, error.detail)
-        return JSONResponse(body, status_code=error.status, headers=error.headers, media_type="application/problem+json")
-    body = error.body or {"detail": error.detail, **({"error_type": error.error_type} if error.error_type else {})}
-    headers = dict(error.headers)
-    if error.error_type:
-        headers.setdefault("X-Fal-Error-Type", error.error_type)
-    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 async def read_json(request: Request) -> Any:
@@ -121,18 +103,12 @@ async def read_json(request: Request) -> Any:
     try:
         return json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as failure:
-        if is_civitai(request):
-            raise ApiError(400, f"the request body is not valid JSON: {failure}") from None
-        raise ApiError(
-            422,
-            "invalid JSON",
-            body={"detail": [{"loc": ["body"], "msg": f"the request body is not valid JSON: {failure}", "type": "json_invalid"}]},
-        ) from None
+        raise InvalidJson(f"the request body is not valid JSON: {failure}") from None
 
 
 def without_inline_data(value: Any, limit: int = 1024) -> Any:
-    """The request as kept for reference, with large `data:` URIs (fal-client's `encode_file`)
-    replaced by a short note: the plan keeps the one copy the trainer reads."""
+    """The request as kept for reference, with large `data:` URIs (what clients make of a local
+    file) replaced by a short note: the plan keeps the one copy the trainer reads."""
     if isinstance(value, str) and value.startswith("data:") and len(value) > limit:
         return f"{value[:48]}... ({len(value)} characters, not kept)"
     if isinstance(value, dict):
@@ -150,7 +126,7 @@ POLL_S = 0.25
 
 
 async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float) -> JobSnapshot:
-    """The job's latest snapshot once it has ended, or when `seconds` have passed (fal `/run`, Civitai `wait`)."""
+    """The job's latest snapshot once it has ended, or when `seconds` have passed."""
     deadline = time.monotonic() + seconds
     while not snapshot.job.terminal and time.monotonic() < deadline:
         await asyncio.sleep(POLL_S)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ltxtune.data.errors import DatasetError, human_size
+from ltxtune.errors import ErrorKind
 
 GiB = 1024**3
 MiB = 1024**2
@@ -136,7 +137,7 @@ def extract_archive(
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise DatasetError(f"Refused archive: not a readable zip ({error})", status=400) from error
+        raise DatasetError(f"Refused archive: not a readable zip ({error})", kind=ErrorKind.SOURCE) from error
     with archive:
         entries = check_entries(archive.infolist(), limits)
         if dest.exists():

@@ -1,30 +1,24 @@
-"""The one error dataset preparation raises: what the user sees, and the HTTP status it maps to."""
+"""The one error dataset preparation raises, by neutral kind (`ltxtune.errors.ErrorKind`)."""
 
 from __future__ import annotations
 
-# 400: the source could not be fetched or is not a zip (Civitai: "trainingData.sourceUrl not reachable").
-SOURCE_STATUS = 400
-# 422: the archive was fetched but its content cannot be trained on.
-CONTENT_STATUS = 422
+from ltxtune.errors import ErrorKind, JobError
+
+SOURCE_FIELD = "dataset.source_url"
 
 
-class DatasetError(Exception):
-    """A dataset that cannot be prepared. `message` is shown to the user as is; `status` is 422 for
-    dataset or content problems and 400 for an unreachable or invalid source. Either way the run
-    fails before training and is billed nothing."""
+class DatasetError(JobError):
+    """A dataset that cannot be prepared: `kind` is CONTENT for dataset or content problems and
+    SOURCE for an unreachable or invalid source. Either way the run fails before training and is
+    billed nothing."""
 
-    def __init__(self, message: str, status: int = CONTENT_STATUS):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"DatasetError({self.message!r}, status={self.status})"
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.CONTENT, field: str | None = SOURCE_FIELD):
+        super().__init__(message, kind, field)
 
 
 def source_error(field: str, why: str) -> DatasetError:
-    """`<field> not reachable: <why>` with status 400, as Civitai words it."""
-    return DatasetError(f"{field} not reachable: {why}", status=SOURCE_STATUS)
+    """`<field> not reachable: <why>`, of kind SOURCE (`field` is the request's name for the URL)."""
+    return DatasetError(f"{field} not reachable: {why}", kind=ErrorKind.SOURCE)
 
 
 def human_size(count: float) -> str:

@@ -9,7 +9,7 @@
 - `data:` URIs (what fal-client's `encode_file` sends) are decoded to a file under the same cap.
 - Local paths and `file://` URLs are read in place, only when `allow_local_files` (command line).
 - Whatever was fetched must be a zip archive; every failure here is a `DatasetError` with
-  status 400 worded "<field> not reachable: <why>".
+  of kind SOURCE, worded "<field> not reachable: <why>".
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from pathlib import Path
 import httpcore
 import httpx
 
-from ltxtune.data.errors import SOURCE_STATUS, DatasetError, human_size, source_error
+from ltxtune.data.errors import DatasetError, human_size, source_error
+from ltxtune.errors import ErrorKind
 
 GiB = 1024**3
 ARCHIVE_NAME = "source.zip"
@@ -50,7 +51,7 @@ def fetch_source(
     url: str,
     dest_dir: Path,
     *,
-    field: str = "training_data_url",
+    field: str = "the dataset URL",
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
@@ -82,22 +83,22 @@ def fetch_file(
         if not allow_local_files:
             raise DatasetError(
                 f"{field} must be an http(s):// or data: URL; local files are accepted only from the command line",
-                status=SOURCE_STATUS,
+                kind=ErrorKind.SOURCE,
             )
         return _local_file(url, field)
-    raise DatasetError(f"{field}: unsupported URL scheme {scheme!r}; use http(s):// or data:", status=SOURCE_STATUS)
+    raise DatasetError(f"{field}: unsupported URL scheme {scheme!r}; use http(s):// or data:", kind=ErrorKind.SOURCE)
 
 
 def ensure_zip(path: Path, field: str) -> None:
     size = path.stat().st_size
     if size == 0:
-        raise DatasetError(f"{field} is not a zip archive: the file is empty (0 bytes)", status=SOURCE_STATUS)
+        raise DatasetError(f"{field} is not a zip archive: the file is empty (0 bytes)", kind=ErrorKind.SOURCE)
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as handle:
             head = handle.read(16)
         raise DatasetError(
             f"{field} is not a zip archive ({human_size(size)} starting with {head!r}); upload a .zip of your clips",
-            status=SOURCE_STATUS,
+            kind=ErrorKind.SOURCE,
         )
 
 

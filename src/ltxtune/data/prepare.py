@@ -1,6 +1,6 @@
 """Dataset preparation: fetch -> safe extract -> match -> probe -> plan samples -> fit -> manifest.
 
-    prepared = prepare_dataset(plan, work_dir)          # raises DatasetError (400 / 422)
+    prepared = prepare_dataset(plan, work_dir)          # raises DatasetError (kind SOURCE / CONTENT)
     print(summarise(prepared))
 
 Everything is written under `work_dir`: the download in `download/` and the extracted archive in
@@ -73,8 +73,7 @@ def prepare_dataset(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     rules = plan.dataset
-    fal = plan.flavour == "fal"
-    field = "training_data_url" if fal else "trainingData.sourceUrl"
+    field = rules.source_field
     log = _Log(on_event)
     download, extracted_dir, root = work_dir / "download", work_dir / "extracted", work_dir / "prepared"
     _remove(root, work_dir / DEBUG_ARCHIVE)  # never leave a previous run's dataset looking current
@@ -197,7 +196,7 @@ def _plan_jobs(
     rules = plan.dataset
     jobs: list[FitJob] = []
     too_short: list[int] = []
-    hint = " (or set auto_scale_input)" if plan.flavour == "fal" else ""
+    hint = f" (or set {rules.auto_scale_field})" if rules.auto_scale_field else ""
     for number, (item, info, ref_info) in enumerate(probed, start=1):
         bucket = rules.bucket_for_clip(info.width, info.height)
         base = dict(

@@ -8,8 +8,7 @@ ends that run alone. The child:
   touch its work dir at once, even if a lease was reclaimed while an old run was still exiting;
 - calls the runner (`module:function` or `/path/file.py:function`, default
   `ltxtune.training.job:run_job`) and sends its events, then one final message, up a pipe:
-  ("event", Event) ... then ("done", JobOutputs) | ("stopped",) | ("dataset_error", message, status)
-  | ("error", message).
+  `EventMessage` ... then `Done` | `StoppedMessage` | `Failed`.
 """
 
 from __future__ import annotations
@@ -28,9 +27,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ltxtune.events import RunSettings, Stopped
+from ltxtune.errors import ErrorKind, JobError
+from ltxtune.events import Event, JobOutputs, RunSettings, Stopped
 
 PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class EventMessage:
+    """An event of the run (log line, progress, checkpoint)."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class Done:
+    outputs: JobOutputs
+
+
+@dataclass(frozen=True)
+class StoppedMessage:
+    """The run stopped because it was asked to (cancel, timeout, shutdown)."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The run failed. `kind` is set for a `JobError` (the input is at fault: `retryable` False);
+    None for an infrastructure failure, which is retried."""
+
+    message: str
+    kind: ErrorKind | None = None
+    field: str | None = None
+    retryable: bool = True
+
+
+ChildMessage = EventMessage | Done | StoppedMessage | Failed
+
+
+def failure_message(error: BaseException) -> Failed:
+    if isinstance(error, JobError):
+        return Failed(error.message, kind=error.kind, field=error.field, retryable=error.retryable)
+    return Failed(f"{type(error).__name__}: {error_message(error)}")
 
 
 @dataclass(frozen=True)
@@ -60,19 +97,6 @@ def load_runner(spec: str) -> Callable[..., Any]:
     else:
         module = importlib.import_module(target)
     return getattr(module, name)
-
-
-def dataset_error_status(error: BaseException) -> int | None:
-    """The HTTP status of a `ltxtune.data.errors.DatasetError` (422 or 400), else None.
-
-    Matched by class name so the worker need not import the data package (and its media
-    libraries) to tell a bad dataset, which is not retried, from an infrastructure failure."""
-    if not any(cls.__name__ == "DatasetError" for cls in type(error).__mro__):
-        return None
-    status = getattr(error, "status", None)
-    if status is None and len(error.args) > 1 and isinstance(error.args[1], int):
-        status = error.args[1]
-    return status if status in (400, 422) else 422
 
 
 def error_message(error: BaseException) -> str:
@@ -117,7 +141,7 @@ def child_main(args: ChildArgs, conn: Any, stop_event: Any) -> None:
     _die_with_parent(args.parent_pid)
     send_lock = threading.Lock()
 
-    def send(message: tuple) -> None:
+    def send(message: ChildMessage) -> None:
         with send_lock:
             conn.send(message)
 
@@ -130,17 +154,15 @@ def child_main(args: ChildArgs, conn: Any, stop_event: Any) -> None:
 
         run_job = load_runner(args.runner)
         plan = TrainingPlan.from_json(args.plan_json)
-        outputs = run_job(plan, args.work_dir, settings=args.settings, on_event=lambda e: send(("event", e)), should_stop=should_stop)
-        send(("done", outputs))
+        outputs = run_job(plan, args.work_dir, settings=args.settings, on_event=lambda e: send(EventMessage(e)), should_stop=should_stop)
+        send(Done(outputs))
     except Stopped:
-        send(("stopped",))
+        send(StoppedMessage())
     except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
-        status = dataset_error_status(error)
-        if status is not None:
-            send(("dataset_error", error_message(error), status))
-        else:
+        message = failure_message(error)
+        if message.retryable:
             traceback.print_exc(file=sys.stderr)
-            send(("error", f"{type(error).__name__}: {error_message(error)}"))
+        send(message)
     finally:
         try:
             conn.close()

@@ -67,18 +67,14 @@ class ServiceConfig:
     stop_grace_s: float = 60.0  # how long a stopping job may take to reach its next step
     # Webhook delivery.
     webhook_attempts: int = 10
-    webhook_base_delay_s: float = 7.0  # doubles per try: 10 tries span about two hours, as fal's
+    webhook_base_delay_s: float = 7.0  # doubles per try: 10 tries span about two hours
     webhook_max_delay_s: float = 1800.0
     webhook_timeout_s: float = 10.0
-    sync_wait_s: float = 3600.0  # how long the synchronous fal route waits for a result
+    sync_wait_s: float = 3600.0  # how long a synchronous route waits for a result
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ltxtune.db"
-
-    @property
-    def requires_keys(self) -> bool:
-        return bool(self.api_keys)
 
     @property
     def scheme(self) -> str:

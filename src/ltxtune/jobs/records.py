@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
+from ltxtune.errors import ErrorKind
 from ltxtune.specs.plan import TrainingPlan
 
 
@@ -56,14 +57,18 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Job:
+    """One job in the queue. `protocol` names the API that made it; `payload` is that protocol's
+    own data (the request as submitted, tags, callbacks, ...), which the queue never reads."""
+
     id: str
-    seq: int
-    flavour: str  # "fal" | "civitai"
+    seq: int  # submission order
+    protocol: str
     endpoint: str
     owner: str
     user_id: str
+    key: str | None  # idempotency key: one job per (owner, key)
     plan_json: str
-    request: dict[str, Any]
+    payload: dict[str, Any]
     status: JobStatus
     priority: int  # smaller runs first
     attempts: int  # runs started
@@ -71,7 +76,7 @@ class Job:
     max_retries: int
     reclaims: int  # runs lost with their worker and resumed
     timeout_s: float | None  # longest a job may run, from its first start
-    start_deadline: float | None  # a queued job still waiting then expires (fal X-Fal-Request-Timeout)
+    start_deadline: float | None  # a queued job still waiting then expires
     heartbeat_at: float | None
     lease_owner: str | None
     cancel_requested: bool
@@ -80,17 +85,11 @@ class Job:
     run_started_at: float | None  # start of the current (or last) run
     completed_at: float | None
     error: str | None
-    error_type: str | None
-    error_status: int | None
+    error_kind: ErrorKind | None
     billed: dict[str, Any] | None  # the Price charged, once the job ended
     progress: float
     progress_text: str | None
-    tags: tuple[str, ...]
-    metadata: dict[str, Any]
-    external_id: str | None
     base_url: str
-    webhook_url: str | None
-    callbacks: tuple[dict[str, Any], ...]
     outputs: dict[str, str] | None  # output name -> file id
     history: tuple[Attempt, ...]
 
@@ -110,22 +109,18 @@ class Job:
 
 @dataclass(frozen=True)
 class NewJob:
-    flavour: str
+    protocol: str
     endpoint: str
     owner: str
     user_id: str
     plan: TrainingPlan
-    request: dict[str, Any]
     base_url: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
     priority: int = 1
     max_retries: int = 0
     timeout_s: float | None = None
     start_timeout_s: float | None = None
-    tags: Sequence[str] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
-    external_id: str | None = None
-    webhook_url: str | None = None
-    callbacks: Sequence[dict[str, Any]] = ()
     id: str | None = None
 
 
@@ -176,7 +171,7 @@ class Notification:
     """A webhook or callback to deliver: signed at delivery time, in order per (job, url)."""
 
     url: str
-    kind: str  # "fal" | "civitai": which signature headers
+    kind: str  # the protocol sending it: which signature headers
     body: bytes
 
 

@@ -1,29 +1,22 @@
-"""The job store: one SQLite file (WAL) that the API, the embedded worker and any separate
-`ltxtune worker` process share.
+"""The job store's interface: what the API, the worker, the file store and the outbox dispatcher
+need from a backend. `ltxtune.jobs.sqlite.SqliteStore` is the one backend today; another (e.g.
+PostgreSQL) is one more module implementing this `Store`.
 
-- Records are frozen dataclasses; `JobStatus` is the one status enum, and `_write_status` is the
-  one place that writes a status. It checks the transition, and enqueues the webhooks and callbacks
-  the change causes in the same transaction (a transactional outbox), so a notification is never
-  lost or sent for a change that did not happen.
-- Claiming picks the next queued job and marks it leased to the worker, with a heartbeat, inside
-  one `BEGIN IMMEDIATE` transaction (SQLite's write lock, across processes): a job is never handed
-  to two workers at once; a run that finds its lease gone stops at once. A job whose heartbeat
-  goes stale is put back in the queue (its work dir is kept, so the trainer resumes from its last
-  checkpoint) or, after `max_reclaims`, failed.
+A backend guarantees:
+- every status change goes through one function that checks it against `ALLOWED` and, in the same
+  transaction, stores the notifications the store's `Notifier` returns for it (an outbox);
+- `claim` hands a queued job to one worker only (priority, then submission order), even across
+  processes; `touch`, `mark_running`, `set_progress`, `finish` and `requeue` act only while the
+  caller still holds the lease, and return None when it does not;
+- the outbox hands out only the head of each (job, url) queue, so delivery is in order.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import sqlite3
-import threading
-import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Protocol, Sequence
 
+from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import (
     ALLOWED,
     TERMINAL,
@@ -39,13 +32,7 @@ from ltxtune.jobs.records import (
     Notification,
     Notifier,
     OutboxRecord,
-    no_notifications,
 )
-from ltxtune.jobs.schema import SCHEMA, SCHEMA_VERSION
-from ltxtune.jobs.schema import dumps as _dumps
-from ltxtune.jobs.schema import file_from_row as _file
-from ltxtune.jobs.schema import job_from_row as _job
-from ltxtune.jobs.schema import outbox_from_row as _outbox
 
 __all__ = [
     "ALLOWED",
@@ -63,255 +50,26 @@ __all__ = [
     "Notifier",
     "OutboxRecord",
     "Store",
+    "open_store",
 ]
 
-log = logging.getLogger(__name__)
 
+class Store(Protocol):
+    def set_notifier(self, notifier: Notifier) -> None: ...
+    def close(self) -> None: ...
 
-class Store:
-    """All reads and writes of the job store. Thread-safe; one instance per process."""
-
-    def __init__(self, path: Path, notifier: Notifier = no_notifications):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._notifier = notifier
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._conn.executescript(SCHEMA)
-        with self._tx() as conn:
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-
-    def set_notifier(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    # -- plumbing -------------------------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            else:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    @staticmethod
-    def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
-        row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
-
-    @staticmethod
-    def _queue_position(conn: sqlite3.Connection, job: Job) -> int | None:
-        if job.status is not JobStatus.QUEUED:
-            return None
-        row = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (priority < ? OR (priority = ? AND seq < ?))",
-            (job.priority, job.priority, job.seq),
-        ).fetchone()
-        return int(row[0])
-
-    def _snapshot(self, conn: sqlite3.Connection, job: Job) -> JobSnapshot:
-        files = {r["id"]: _file(r) for r in conn.execute("SELECT * FROM files WHERE job_id = ?", (job.id,))}
-        epochs = tuple(
-            EpochRecord(r["job_id"], r["epoch"], r["step"], r["lora_file"], tuple(json.loads(r["sample_files"])))
-            for r in conn.execute("SELECT * FROM epochs WHERE job_id = ? ORDER BY epoch", (job.id,))
-        )
-        return JobSnapshot(job=job, files=files, epochs=epochs, queue_position=self._queue_position(conn, job))
-
-    def _notify(self, conn: sqlite3.Connection, before: JobSnapshot | None, after: Job) -> None:
-        try:
-            notifications = self._notifier(before, self._snapshot(conn, after))
-        except Exception:  # a broken view must not stop a job from ending
-            log.exception("building notifications for job %s failed", after.id)
-            return
-        now = time.time()
-        for item in notifications:
-            conn.execute(
-                "INSERT INTO outbox(job_id, url, kind, request_id, user_id, body, created_at, next_at) VALUES (?,?,?,?,?,?,?,?)",
-                (after.id, item.url, item.kind, after.id, after.user_id, item.body, now, now),
-            )
-
-    def _write_status(
-        self,
-        conn: sqlite3.Connection,
-        job: Job,
-        status: JobStatus,
-        **fields: Any,
-    ) -> Job:
-        """The one place a status is written (and the outbox filled for it)."""
-        if status is not job.status and status not in ALLOWED.get(job.status, frozenset()):
-            raise InvalidTransition(f"job {job.id}: {job.status.value} -> {status.value}")
-        before = self._snapshot(conn, job)
-        now = time.time()
-        if status.terminal:
-            fields.setdefault("completed_at", now)
-            fields.setdefault("lease_owner", None)
-        if status is JobStatus.QUEUED:
-            fields.setdefault("lease_owner", None)
-            fields.setdefault("heartbeat_at", None)
-        assignments = ", ".join(f"{name} = ?" for name in ["status", *fields])
-        conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (status.value, *fields.values(), job.id))
-        after = self._get(conn, job.id)
-        assert after is not None
-        if status is not job.status:
-            self._notify(conn, before, after)
-        return after
-
-    # -- jobs -----------------------------------------------------------------------------------
-
-    def create(self, new: NewJob) -> tuple[Job, bool]:
-        """Store a new queued job. With an `external_id` the owner already used, the existing job is
-        returned instead and nothing is created (`externalId` is an idempotency key)."""
-        now = time.time()
-        job_id = new.id or str(uuid.uuid4())
-        with self._tx() as conn:
-            if new.external_id is not None:
-                row = conn.execute(
-                    "SELECT * FROM jobs WHERE owner = ? AND external_id = ?", (new.owner, new.external_id)
-                ).fetchone()
-                if row:
-                    return _job(row), False
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
-            conn.execute(
-                """INSERT INTO jobs(id, seq, flavour, endpoint, owner, user_id, plan, request, status, priority,
-                   max_retries, timeout_s, start_deadline, created_at, tags, metadata, external_id, base_url,
-                   webhook_url, callbacks)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (
-                    job_id,
-                    seq,
-                    new.flavour,
-                    new.endpoint,
-                    new.owner,
-                    new.user_id,
-                    new.plan.to_json(),
-                    _dumps(new.request),
-                    JobStatus.QUEUED.value,
-                    new.priority,
-                    new.max_retries,
-                    new.timeout_s,
-                    now + new.start_timeout_s if new.start_timeout_s else None,
-                    now,
-                    _dumps(list(new.tags)),
-                    _dumps(new.metadata),
-                    new.external_id,
-                    new.base_url,
-                    new.webhook_url,
-                    _dumps(list(new.callbacks)),
-                ),
-            )
-            job = self._get(conn, job_id)
-            assert job is not None
-            self._notify(conn, None, job)
-            return job, True
-
-    def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._get(self._conn, job_id)
-
-    def snapshot(self, job_id: str) -> JobSnapshot | None:
-        with self._tx(immediate=False) as conn:
-            job = self._get(conn, job_id)
-            return self._snapshot(conn, job) if job else None
-
+    # jobs and the queue
+    def create(self, new: NewJob) -> tuple[Job, bool]: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def snapshot(self, job_id: str) -> JobSnapshot | None: ...
     def list_jobs(
-        self,
-        owner: str,
-        flavour: str,
-        *,
-        tags: Sequence[str] = (),
-        before_seq: int | None = None,
-        take: int = 20,
-    ) -> list[Job]:
-        """The owner's jobs, newest first, having every tag in `tags`; `before_seq` pages."""
-        sql = "SELECT * FROM jobs WHERE owner = ? AND flavour = ?"
-        params: list[Any] = [owner, flavour]
-        if before_seq is not None:
-            sql += " AND seq < ?"
-            params.append(before_seq)
-        for tag in tags:
-            sql += " AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.value = ?)"
-            params.append(tag)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(take)
-        return [_job(row) for row in self._read(sql, params)]
-
-    def queue_position(self, job_id: str) -> int | None:
-        with self._lock:
-            job = self._get(self._conn, job_id)
-            return self._queue_position(self._conn, job) if job else None
-
-    def claim(self, worker_id: str) -> Job | None:
-        """Take the next queued job (priority, then submission order) for `worker_id`, atomically."""
-        now = time.time()
-        with self._tx() as conn:
-            row = conn.execute(
-                "SELECT * FROM jobs WHERE status = 'queued' AND cancel_requested = 0 ORDER BY priority, seq LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            job = _job(row)
-            return self._write_status(
-                conn,
-                job,
-                JobStatus.PREPARING,
-                lease_owner=worker_id,
-                heartbeat_at=now,
-                attempts=job.attempts + 1,
-                started_at=job.started_at or now,
-                run_started_at=now,
-                progress=0.0,
-                progress_text=None,
-            )
-
-    def touch(self, job_id: str, worker_id: str) -> Job | None:
-        """Record a heartbeat. None when the job is no longer leased to `worker_id` (stop at once)."""
-        with self._tx() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND lease_owner = ? AND status IN ('preparing', 'running')",
-                (time.time(), job_id, worker_id),
-            )
-            return self._get(conn, job_id) if cursor.rowcount else None
-
-    def _leased(self, conn: sqlite3.Connection, job_id: str, worker_id: str) -> Job | None:
-        job = self._get(conn, job_id)
-        if job is None or job.lease_owner != worker_id or not job.status.active:
-            return None
-        return job
-
-    def mark_running(self, job_id: str, worker_id: str) -> Job | None:
-        with self._tx() as conn:
-            job = self._leased(conn, job_id, worker_id)
-            if job is None or job.status is JobStatus.RUNNING:
-                return job
-            return self._write_status(conn, job, JobStatus.RUNNING)
-
-    def set_progress(self, job_id: str, worker_id: str, fraction: float, text: str | None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE jobs SET progress = ?, progress_text = ?, heartbeat_at = ? WHERE id = ? AND lease_owner = ?",
-                (fraction, text, time.time(), job_id, worker_id),
-            )
-
+        self, owner: str, protocol: str, *, tags: Sequence[str] = (), before_seq: int | None = None, take: int = 20
+    ) -> list[Job]: ...
+    def update_payload(self, job_id: str, changes: dict[str, Any]) -> None: ...
+    def claim(self, worker_id: str) -> Job | None: ...
+    def touch(self, job_id: str, worker_id: str) -> Job | None: ...
+    def mark_running(self, job_id: str, worker_id: str) -> Job | None: ...
+    def set_progress(self, job_id: str, worker_id: str, fraction: float, text: str | None) -> None: ...
     def finish(
         self,
         job_id: str,
@@ -319,215 +77,38 @@ class Store:
         status: JobStatus,
         *,
         error: str | None = None,
-        error_type: str | None = None,
-        error_status: int | None = None,
+        error_kind: ErrorKind | None = None,
         billed: dict[str, Any] | None = None,
         outputs: dict[str, str] | None = None,
-    ) -> Job | None:
-        """End a job the worker holds. None if the lease was lost (someone else owns it now)."""
-        assert status.terminal
-        with self._tx() as conn:
-            job = self._leased(conn, job_id, worker_id)
-            if job is None:
-                return None
-            fields: dict[str, Any] = {
-                "error": error,
-                "error_type": error_type,
-                "error_status": error_status,
-                "billed": _dumps(billed) if billed is not None else None,
-                "outputs": _dumps(outputs) if outputs is not None else None,
-            }
-            if status is JobStatus.SUCCEEDED:
-                fields["progress"] = 1.0
-            return self._write_status(conn, job, status, **fields)
+    ) -> Job | None: ...
+    def requeue(self, job_id: str, worker_id: str, *, failure: str | None) -> Job | None: ...
+    def request_cancel(self, job_id: str) -> Job | None: ...
+    def reclaim_stale(self, stale_after_s: float, max_reclaims: int) -> list[Job]: ...
+    def expire_unstarted(self) -> list[Job]: ...
 
-    def requeue(self, job_id: str, worker_id: str, *, failure: str | None) -> Job | None:
-        """Put a held job back in the queue: after an infrastructure failure that is retried
-        (`failure` is its reason, counted against the retries), or when its worker shuts down."""
-        with self._tx() as conn:
-            job = self._leased(conn, job_id, worker_id)
-            if job is None:
-                return None
-            fields: dict[str, Any] = {"attempts": job.attempts - 1 if failure is None else job.attempts}
-            if failure is not None:
-                fields["failures"] = job.failures + 1
-                fields["history"] = self._with_attempt(job, failure)
-            return self._write_status(conn, job, JobStatus.QUEUED, **fields)
+    # logs, files, epochs
+    def add_log(self, job_id: str, message: str, level: str = "INFO", source: str = "ltxtune", ts: float | None = None) -> None: ...
+    def logs(self, job_id: str, after_id: int = 0) -> list[LogRecord]: ...
+    def put_file(self, job_id: str, owner: str, role: str, path: Path, name: str, content_type: str, size: int) -> FileRecord: ...
+    def file(self, file_id: str) -> FileRecord | None: ...
+    def files(self, job_id: str) -> list[FileRecord]: ...
+    def delete_outputs(self, job_id: str) -> list[FileRecord]: ...
+    def put_epoch(self, job_id: str, epoch: int, step: int, lora_file: str, sample_files: Sequence[str]) -> None: ...
+    def epochs(self, job_id: str) -> list[EpochRecord]: ...
 
-    @staticmethod
-    def _with_attempt(job: Job, reason: str) -> str:
-        history = [a.__dict__ for a in job.history]
-        history.append(Attempt(number=len(history) + 1, reason=reason, started_at=job.run_started_at, ended_at=time.time()).__dict__)
-        return _dumps(history)
+    # the outbox
+    def due_deliveries(self, limit: int = 20) -> list[OutboxRecord]: ...
+    def lease_delivery(self, outbox_id: int, seconds: float) -> bool: ...
+    def delivered(self, outbox_id: int) -> None: ...
+    def delivery_failed(self, outbox_id: int, error: str, retry_at: float | None) -> None: ...
+    def outbox(self, job_id: str) -> list[OutboxRecord]: ...
 
-    def request_cancel(self, job_id: str) -> Job | None:
-        """Cancel: a queued job ends at once; a running one is flagged and its worker stops it at the
-        next step. Returns the job after the change (unchanged if it had already ended)."""
-        with self._tx() as conn:
-            job = self._get(conn, job_id)
-            if job is None or job.terminal:
-                return job
-            if job.status is JobStatus.QUEUED:
-                return self._write_status(conn, job, JobStatus.CANCELED, cancel_requested=1, error="Request was cancelled", error_type="cancelled")
-            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            return self._get(conn, job_id)
 
-    def reclaim_stale(self, stale_after_s: float, max_reclaims: int) -> list[Job]:
-        """Jobs whose worker stopped sending heartbeats: back to the queue (resumed from their last
-        checkpoint), canceled if a cancel was asked, or failed after `max_reclaims` losses."""
-        cutoff = time.time() - stale_after_s
-        changed = []
-        with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT * FROM jobs WHERE status IN ('preparing', 'running') AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
-                (cutoff,),
-            ).fetchall()
-            for row in rows:
-                job = _job(row)
-                reason = "the worker running this job stopped responding (no heartbeat)"
-                if job.cancel_requested:
-                    changed.append(self._write_status(conn, job, JobStatus.CANCELED, error="Request was cancelled", error_type="cancelled"))
-                elif job.reclaims >= max_reclaims:
-                    changed.append(
-                        self._write_status(
-                            conn,
-                            job,
-                            JobStatus.FAILED,
-                            error=f"{reason}; gave up after {job.reclaims + 1} lost runs",
-                            error_type="internal_error",
-                            error_status=500,
-                        )
-                    )
-                else:
-                    changed.append(
-                        self._write_status(
-                            conn, job, JobStatus.QUEUED, reclaims=job.reclaims + 1, history=self._with_attempt(job, reason)
-                        )
-                    )
-        return changed
+def open_store(path: Path, notifier: Notifier | None = None) -> Store:
+    """The store at `path` (a SQLite file), created or migrated to the current schema."""
+    from ltxtune.jobs.sqlite import SqliteStore
 
-    def expire_unstarted(self) -> list[Job]:
-        """Queued jobs past their start deadline end `expired`."""
-        now = time.time()
-        changed = []
-        with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT * FROM jobs WHERE status = 'queued' AND start_deadline IS NOT NULL AND start_deadline < ?", (now,)
-            ).fetchall()
-            for row in rows:
-                job = _job(row)
-                changed.append(
-                    self._write_status(
-                        conn, job, JobStatus.EXPIRED, error="Request timed out before it started", error_type="request_timeout", error_status=504
-                    )
-                )
-        return changed
-
-    def update_tags_metadata(self, job_id: str, *, tags: Sequence[str] | None = None, metadata: dict[str, Any] | None = None) -> None:
-        with self._tx() as conn:
-            if tags is not None:
-                conn.execute("UPDATE jobs SET tags = ? WHERE id = ?", (_dumps(list(dict.fromkeys(tags))), job_id))
-            if metadata is not None:
-                conn.execute("UPDATE jobs SET metadata = ? WHERE id = ?", (_dumps(metadata), job_id))
-
-    # -- logs -----------------------------------------------------------------------------------
-
-    def add_log(self, job_id: str, message: str, level: str = "INFO", source: str = "ltxtune", ts: float | None = None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO job_logs(job_id, ts, level, source, message) VALUES (?,?,?,?,?)",
-                (job_id, ts or time.time(), level, source, message),
-            )
-
-    def logs(self, job_id: str, after_id: int = 0) -> list[LogRecord]:
-        rows = self._read("SELECT * FROM job_logs WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after_id))
-        return [LogRecord(r["id"], r["job_id"], r["ts"], r["level"], r["source"], r["message"]) for r in rows]
-
-    # -- files and epochs -----------------------------------------------------------------------
-
-    def put_file(self, job_id: str, owner: str, role: str, path: Path, name: str, content_type: str, size: int) -> FileRecord:
-        """Record a stored file; the same (job, role) keeps its id when written again (a resumed run)."""
-        with self._tx() as conn:
-            row = conn.execute("SELECT id FROM files WHERE job_id = ? AND role = ?", (job_id, role)).fetchone()
-            file_id = row["id"] if row else uuid.uuid4().hex
-            conn.execute(
-                """INSERT INTO files(id, job_id, owner, role, path, name, content_type, size, created_at)
-                   VALUES (?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(job_id, role) DO UPDATE SET path = excluded.path, name = excluded.name,
-                   content_type = excluded.content_type, size = excluded.size, created_at = excluded.created_at""",
-                (file_id, job_id, owner, role, str(path), name, content_type, size, time.time()),
-            )
-            return _file(conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone())
-
-    def file(self, file_id: str) -> FileRecord | None:
-        rows = self._read("SELECT * FROM files WHERE id = ?", (file_id,))
-        return _file(rows[0]) if rows else None
-
-    def files(self, job_id: str) -> list[FileRecord]:
-        return [_file(r) for r in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY role", (job_id,))]
-
-    def delete_outputs(self, job_id: str) -> list[FileRecord]:
-        """Forget a job's files and epochs (partial work of a canceled run); returns what to delete on disk."""
-        with self._tx() as conn:
-            files = [_file(r) for r in conn.execute("SELECT * FROM files WHERE job_id = ?", (job_id,))]
-            conn.execute("DELETE FROM files WHERE job_id = ?", (job_id,))
-            conn.execute("DELETE FROM epochs WHERE job_id = ?", (job_id,))
-            return files
-
-    def put_epoch(self, job_id: str, epoch: int, step: int, lora_file: str, sample_files: Sequence[str]) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO epochs(job_id, epoch, step, lora_file, sample_files) VALUES (?,?,?,?,?)",
-                (job_id, epoch, step, lora_file, _dumps(list(sample_files))),
-            )
-
-    def epochs(self, job_id: str) -> list[EpochRecord]:
-        rows = self._read("SELECT * FROM epochs WHERE job_id = ? ORDER BY epoch", (job_id,))
-        return [EpochRecord(r["job_id"], r["epoch"], r["step"], r["lora_file"], tuple(json.loads(r["sample_files"]))) for r in rows]
-
-    # -- outbox ---------------------------------------------------------------------------------
-
-    def due_deliveries(self, limit: int = 20) -> list[OutboxRecord]:
-        """The first undelivered notification of each (job, url) queue, where it is due and not leased
-        by another deliverer. Later ones wait for it: delivery is in order per job and receiver."""
-        now = time.time()
-        rows = self._read(
-            """SELECT o.* FROM outbox o
-               JOIN (SELECT MIN(id) AS id FROM outbox WHERE delivered_at IS NULL AND dead = 0 GROUP BY job_id, url) head
-                 ON o.id = head.id
-               WHERE o.next_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)
-               ORDER BY o.next_at, o.id LIMIT ?""",
-            (now, now, limit),
-        )
-        return [_outbox(r) for r in rows]
-
-    def lease_delivery(self, outbox_id: int, seconds: float) -> bool:
-        now = time.time()
-        with self._tx() as conn:
-            cursor = conn.execute(
-                "UPDATE outbox SET lease_until = ? WHERE id = ? AND delivered_at IS NULL AND dead = 0 AND (lease_until IS NULL OR lease_until < ?)",
-                (now + seconds, outbox_id, now),
-            )
-            return cursor.rowcount == 1
-
-    def delivered(self, outbox_id: int) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = ?",
-                (time.time(), outbox_id),
-            )
-
-    def delivery_failed(self, outbox_id: int, error: str, retry_at: float | None) -> None:
-        """Record a failed try; `retry_at` None gives up on this notification."""
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, lease_until = NULL, last_error = ?, next_at = COALESCE(?, next_at), dead = ? WHERE id = ?",
-                (error[:500], retry_at, 1 if retry_at is None else 0, outbox_id),
-            )
-
-    def outbox(self, job_id: str) -> list[OutboxRecord]:
-        return [_outbox(r) for r in self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))]
-
-    def next_delivery_at(self) -> float | None:
-        rows = self._read("SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL AND dead = 0")
-        return rows[0][0] if rows else None
+    store = SqliteStore(path)
+    if notifier is not None:
+        store.set_notifier(notifier)
+    return store

@@ -1,19 +1,19 @@
-"""Delivering the outbox: fal webhooks and Civitai callbacks, signed, retried, in order.
+"""Delivering the outbox: every protocol's webhooks and callbacks, signed, retried, in order.
 
-Signing (ED25519, the scheme fal uses for its webhooks):
+Signing (ED25519):
 
     message   = f"{request_id}\\n{user_id}\\n{timestamp}\\n{sha256hex(body)}"
     signature = hex(ed25519_sign(message))
 
-fal webhooks carry it in `X-Fal-Webhook-Request-Id`, `-User-Id`, `-Timestamp` and `-Signature`;
-Civitai callbacks in `X-Ltxtune-Webhook-Request-Id`, `-User-Id`, `-Timestamp`, `-Signature`
-(`request_id` is the workflow id). The public key is published at `/.well-known/jwks.json` (and
+carried in `{prefix}Request-Id`, `{prefix}User-Id`, `{prefix}Timestamp` and `{prefix}Signature`,
+where each protocol names its prefix (`Dispatcher(header_prefixes=...)`, keyed by the
+notification's kind). The public key is published at `/.well-known/jwks.json` (and
 `/.well-known/ltxtune-webhook-key`) as a JWKS with one OKP/Ed25519 key; `verify_signature` here is
 what a receiver does. The private key is made once and kept in the data dir.
 
 Delivery: each (job, receiver) pair is a queue; its head is posted, and the next waits until the
 head was answered 2xx or given up on. A failed try is retried after base x 2^(tries-1) seconds
-(capped), `webhook_attempts` tries in all (fal: 10 tries over about two hours).
+(capped), `webhook_attempts` tries in all (the default 10 span about two hours).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ltxtune.jobs.store import OutboxRecord, Store
 
 log = logging.getLogger(__name__)
 
-HEADER_PREFIX = {"fal": "X-Fal-Webhook-", "civitai": "X-Ltxtune-Webhook-"}
+DEFAULT_HEADER_PREFIX = "X-Ltxtune-Webhook-"
 
 
 def signed_message(request_id: str, user_id: str, timestamp: str, body: bytes) -> bytes:
@@ -74,9 +74,8 @@ class Signer:
     def sign(self, message: bytes) -> str:
         return self._key.sign(message).hex()
 
-    def headers(self, kind: str, request_id: str, user_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    def headers(self, prefix: str, request_id: str, user_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
         stamp = str(int(time.time()) if timestamp is None else timestamp)
-        prefix = HEADER_PREFIX[kind]
         return {
             "Content-Type": "application/json",
             f"{prefix}Request-Id": request_id,
@@ -102,10 +101,10 @@ def public_keys_from_jwks(jwks: dict) -> list[Ed25519PublicKey]:
 
 
 def verify_signature(
-    jwks: dict, headers: dict[str, str], body: bytes, *, kind: str = "fal", max_age_s: float = 300.0
+    jwks: dict, headers: dict[str, str], body: bytes, *, prefix: str = DEFAULT_HEADER_PREFIX, max_age_s: float = 300.0
 ) -> bool:
     """What a receiver does: check the timestamp is fresh and the signature matches a published key."""
-    prefix = HEADER_PREFIX[kind].lower()
+    prefix = prefix.lower()
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         request_id = lowered[f"{prefix}request-id"]
@@ -161,6 +160,7 @@ class Dispatcher:
         max_delay_s: float = 1800.0,
         timeout_s: float = 10.0,
         allow_private_urls: bool = False,
+        header_prefixes: dict[str, str] | None = None,
         poll_s: float = 0.5,
         transport: httpx.BaseTransport | None = None,
         check_url: Callable[[str, bool], None] = check_target_url,
@@ -171,6 +171,7 @@ class Dispatcher:
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.allow_private_urls = allow_private_urls
+        self.header_prefixes = dict(header_prefixes or {})
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self._check_url = check_url
@@ -223,7 +224,8 @@ class Dispatcher:
         error: str | None = None
         try:
             self._check_url(item.url, self.allow_private_urls)
-            headers = self.signer.headers(item.kind, item.request_id, item.user_id, item.body)
+            prefix = self.header_prefixes.get(item.kind, DEFAULT_HEADER_PREFIX)
+            headers = self.signer.headers(prefix, item.request_id, item.user_id, item.body)
             response = self._client.post(item.url, content=item.body, headers=headers)
             if 200 <= response.status_code < 300:
                 self.store.delivered(item.id)

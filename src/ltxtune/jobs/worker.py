@@ -8,9 +8,10 @@ workers may serve one store. For each job a supervisor thread:
   checkpoint in the kept work dir) and stops at once if its lease was taken over;
 - sets the child's stop flag when a cancel is asked, the step `timeout` passes, or the worker shuts
   down (then the job goes back to the queue, to resume later);
-- ends the job: succeeded (billed), failed for a bad dataset (not retried, billed 0), failed or
-  retried for an infrastructure failure (an exception, an out-of-memory kill, any death of the
-  child; retried while `failures <= retries`), canceled or expired (partial work discarded).
+- ends the job: succeeded (billed), failed for a `JobError` such as a bad dataset (not retried,
+  billed 0), failed or retried for an infrastructure failure (any other exception, an
+  out-of-memory kill, any death of the child; retried while `failures <= retries`), canceled or
+  expired (partial work discarded).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ltxtune.jobs.child import ChildArgs, child_main
+from ltxtune.errors import ErrorKind
+from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import Job, JobStatus
@@ -190,7 +192,7 @@ class JobRun(threading.Thread):
         stop_event = ctx.Event()
         args = ChildArgs(
             runner=self.config.runner,
-            plan_json=job.plan_json,
+            plan_json=self.services.plan_to_run(job).to_json(),
             work_dir=work_dir,
             settings=settings,
             parent_pid=os.getpid(),
@@ -219,11 +221,11 @@ class JobRun(threading.Thread):
         receiver.close()
         self._conclude(outcome, process.exitcode)
 
-    def _supervise(self, process: Any, receiver: Any, stop_event: Any) -> tuple | str | None:
+    def _supervise(self, process: Any, receiver: Any, stop_event: Any) -> ChildMessage | str | None:
         """Read the child's events until it ends; heartbeat, and stop it when asked. Returns its
         final message (None if it died without one), or "lost" if the lease was taken over."""
         job = self.job
-        outcome: tuple | None = None
+        outcome: ChildMessage | None = None
         closed = False
         stop_sent_at: float | None = None
         next_beat = time.monotonic() + self.config.heartbeat_s
@@ -235,8 +237,8 @@ class JobRun(threading.Thread):
                 except (EOFError, OSError):
                     closed = True
                 else:
-                    if message[0] == "event":
-                        self._on_event(message[1])
+                    if isinstance(message, EventMessage):
+                        self._on_event(message.event)
                     else:
                         outcome = message
             elif closed:
@@ -266,8 +268,8 @@ class JobRun(threading.Thread):
                         message = receiver.recv()
                     except (EOFError, OSError):
                         break
-                    if message[0] == "event":
-                        self._on_event(message[1])
+                    if isinstance(message, EventMessage):
+                        self._on_event(message.event)
                     else:
                         outcome = message
                 if outcome is not None or not process.is_alive():
@@ -320,24 +322,23 @@ class JobRun(threading.Thread):
 
     # -- endings ------------------------------------------------------------------------------
 
-    def _conclude(self, outcome: tuple | None, exit_code: int | None) -> None:
-        kind = outcome[0] if outcome else None
-        if kind == "done":
-            self._succeed(outcome[1])
-        elif kind == "dataset_error":
-            self._end(JobStatus.FAILED, error=outcome[1], error_type="dataset_error", error_status=outcome[2])
-        elif kind == "stopped" or (kind is None and self.stop_reason is not None):
+    def _conclude(self, outcome: ChildMessage | None, exit_code: int | None) -> None:
+        if isinstance(outcome, Done):
+            self._succeed(outcome.outputs)
+        elif isinstance(outcome, Failed) and not outcome.retryable:
+            self._end(JobStatus.FAILED, error=outcome.message, kind=outcome.kind or ErrorKind.CONTENT)
+        elif isinstance(outcome, StoppedMessage) or (outcome is None and self.stop_reason is not None):
             self._stopped()
-        elif kind == "error":
-            self._infrastructure_failure(outcome[1])
+        elif isinstance(outcome, Failed):
+            self._infrastructure_failure(outcome.message)
         else:
             self._infrastructure_failure(describe_exit(exit_code))
 
     def _stopped(self) -> None:
         if self.stop_reason == "cancel":
-            self._end(JobStatus.CANCELED, error="Request was cancelled", error_type="cancelled")
+            self._end(JobStatus.CANCELED, error="Request was cancelled", kind=ErrorKind.CANCELLED)
         elif self.stop_reason == "timeout":
-            self._end(JobStatus.EXPIRED, error=f"the job ran past its timeout of {self.job.timeout_s:.0f} s", error_type="timeout", error_status=504)
+            self._end(JobStatus.EXPIRED, error=f"the job ran past its timeout of {self.job.timeout_s:.0f} s", kind=ErrorKind.TIMEOUT)
         elif self.stop_reason == "shutdown":
             if self.store.requeue(self.job.id, self.worker.worker_id, failure=None) is not None:
                 self.log("returned to the queue; it resumes from its last checkpoint")
@@ -355,9 +356,9 @@ class JobRun(threading.Thread):
             self.log(f"{message}; retrying ({current.failures + 1} of {current.max_retries} retries)", level="WARNING")
             self.store.requeue(self.job.id, self.worker.worker_id, failure=message)
         else:
-            self._end(JobStatus.FAILED, error=message, error_type="internal_error", error_status=500)
+            self._end(JobStatus.FAILED, error=message, kind=ErrorKind.INTERNAL)
 
-    def _end(self, status: JobStatus, *, error: str, error_type: str, error_status: int | None = None) -> None:
+    def _end(self, status: JobStatus, *, error: str, kind: ErrorKind) -> None:
         job = self.job
         self.log(f"{status.value}: {error}", level="INFO" if status is JobStatus.CANCELED else "ERROR")
         ended = self.store.finish(
@@ -365,8 +366,7 @@ class JobRun(threading.Thread):
             self.worker.worker_id,
             status,
             error=error,
-            error_type=error_type,
-            error_status=error_status,
+            error_kind=kind,
             billed=unbilled(job.plan.price).model_dump(mode="json"),
         )
         if ended is not None:
@@ -394,35 +394,3 @@ class JobRun(threading.Thread):
         if ended is not None:
             self.log("succeeded")
             self.files.discard_work(job.id)
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def run_worker(config: ServiceConfig) -> None:
-    """`ltxtune worker`: serve the store in `config.data_dir` until SIGINT/SIGTERM."""
-    services = Services.open(config)
-    dispatcher = services.dispatcher()
-    dispatcher.start()
-    worker = Worker(services)
-    log.info("%s serving %s with %d slot(s), runner %s", worker.worker_id, config.db_path, worker.slots, config.runner)
-    try:
-        worker.run_forever()
-    finally:
-        dispatcher.stop()
-        services.close()
-
-
-def register(app: Any) -> None:
-    """Add `worker` to a typer app (`ltxtune.cli`)."""
-    from ltxtune.jobs.commands import worker_command
-
-    app.command("worker")(worker_command)
-
-
-if __name__ == "__main__":
-    import typer
-
-    from ltxtune.jobs.commands import worker_command
-
-    typer.run(worker_command)

@@ -1,4 +1,4 @@
-"""Facts shared by every request flavour: resolution buckets, frame-count rules, families, modes.
+"""Facts shared by every protocol's requests: resolution buckets, frame-count rules, families, modes.
 
 Pure data: no torch, no disk, no network.
 """
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 Resolution = Literal["low", "medium", "high"]
 AspectRatio = Literal["16:9", "1:1", "9:16"]
 
-# The spec pages' bucket table (fal t2v / i2v pages, "resolution").
+# The spec pages' bucket table (the t2v / i2v trainer pages, "resolution").
 BUCKETS: dict[tuple[str, str], tuple[int, int]] = {
     ("low", "16:9"): (512, 288),
     ("low", "1:1"): (512, 512),
@@ -29,6 +29,15 @@ BUCKETS: dict[tuple[str, str], tuple[int, int]] = {
 # LTX-2 latents compress 32x in space and 8x in time: sides are multiples of 32, frames are 8k+1.
 SPATIAL_MULTIPLE = 32
 TEMPORAL_MULTIPLE = 8
+
+
+# A long built-in quality negative prompt (the v2 trainer pages promise one without quoting it).
+LONG_NEGATIVE_PROMPT = (
+    "worst quality, low quality, blurry, out of focus, inconsistent motion, jittery, jerky motion, "
+    "flickering, distorted, deformed, disfigured, bad anatomy, extra limbs, warped faces, "
+    "oversaturated, overexposed, underexposed, washed out colors, grainy, noisy, compression artifacts, "
+    "watermark, text, subtitles, logo, static frame, frozen video, distorted audio, off-sync audio"
+)
 
 
 class Family(str, Enum):
@@ -73,7 +82,7 @@ def snap_frames_down(frames: int) -> int:
 def bucket_for_area(side: int, width: int, height: int) -> Bucket:
     """A bucket of about side*side pixels with the clip's aspect ratio, sides multiples of 32.
 
-    Used for Civitai's integer `resolution`: a 1920x1080 clip at 768 becomes 1024x576
+    Used for an integer `resolution`: a 1920x1080 clip at 768 becomes 1024x576
     (589,824 px, the same as 768x768), a square clip becomes 768x768.
     """
     aspect = width / height

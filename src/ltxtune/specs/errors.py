@@ -1,10 +1,8 @@
-"""Request errors: collected all at once, each naming its field path, rendered per API flavour."""
+"""Request errors: collected all at once, each naming its field path; each protocol renders them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from pydantic import ValidationError
 
 Loc = tuple[str | int, ...]
@@ -20,7 +18,7 @@ class Issue:
 
     @property
     def path(self) -> str:
-        """The dotted path with list indices, as Civitai writes it: `steps[0].input.lr`."""
+        """The dotted path with list indices: `steps[0].input.lr`."""
         text = ""
         for part in self.loc:
             if isinstance(part, int):
@@ -46,22 +44,3 @@ def issues_from_pydantic(error: ValidationError, prefix: Loc = ()) -> list[Issue
         msg = msg.removeprefix("Value error, ")
         issues.append(Issue(loc=prefix + tuple(item["loc"]), msg=msg, type=item["type"]))
     return issues
-
-
-def fal_detail(issues: list[Issue]) -> dict[str, Any]:
-    """fal's HTTP 422 body: `{"detail": [{"loc": ["body", field...], "msg", "type"}]}`."""
-    return {"detail": [{"loc": ["body", *issue.loc], "msg": issue.msg, "type": issue.type} for issue in issues]}
-
-
-def civitai_problem(issues: list[Issue]) -> dict[str, Any]:
-    """Civitai's RFC 7807 problem details with `errors` keyed by field path."""
-    errors: dict[str, list[str]] = {}
-    for issue in issues:
-        errors.setdefault(issue.path, []).append(issue.msg)
-    return {
-        "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
-        "title": "One or more validation errors occurred.",
-        "status": 400,
-        "detail": "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in errors.items()),
-        "errors": errors,
-    }

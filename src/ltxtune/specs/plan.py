@@ -1,4 +1,4 @@
-"""One `TrainingPlan` that every request flavour converts into.
+"""One `TrainingPlan` that every protocol's requests convert into (`ltxtune.protocols.*.plan`).
 
 The plan is plain data (pydantic, frozen; no torch, no disk, no network), round-trips through JSON
 (`to_json` / `TrainingPlan.from_json`), and is the only input of everything downstream: dataset
@@ -11,22 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ltxtune.specs.civitai import WorkflowRequest
-from ltxtune.specs.common import Bucket, Family, Mode, bucket_for, bucket_for_area
-from ltxtune.specs.fal import (
-    LONG_NEGATIVE_PROMPT,
-    FalI2VRequest,
-    FalTrainerRequest,
-    FalV2VRequest,
-    FalVideoTrainerRequest,
-)
-from ltxtune.specs.pricing import Price, PriceTable, civitai_price, fal_price
+from ltxtune.specs.common import Bucket, Family, Mode, bucket_for_area
+from ltxtune.specs.pricing import Price
 
-CIVITAI_FRAMES = 89
-CIVITAI_FPS = 24
 DEFAULT_SEED = 42
-# Fixed caption variants per sample when tokens are shuffled: enough variety, still cacheable.
-SHUFFLE_VARIANTS = 4
 
 
 class _Plain(BaseModel):
@@ -48,12 +36,16 @@ class CaptionRules(_Plain):
 
 class DatasetRules(_Plain):
     source_url: str
-    expected_count: int | None = Field(None, description="Civitai's trainingData.count; a mismatch is logged.")
+    source_field: str = Field("the dataset URL", description="The request's name for source_url, as errors name it.")
+    auto_scale_field: str | None = Field(
+        None, description="The request field that fits short clips instead of skipping them, named in skip reasons."
+    )
+    expected_count: int | None = Field(None, description="How many clips the request says there are; a mismatch is logged.")
     frames: int = Field(description="Frames per video sample, 8k+1. Images are single-frame samples.")
     fps: int
-    bucket: Bucket | None = Field(None, description="Fixed bucket every clip is resized and cropped to (fal).")
+    bucket: Bucket | None = Field(None, description="Fixed bucket every clip is resized and cropped to.")
     area_side: int | None = Field(
-        None, description="Each clip keeps its aspect ratio at about area_side^2 pixels, sides multiples of 32 (Civitai)."
+        None, description="Each clip keeps its aspect ratio at about area_side^2 pixels, sides multiples of 32."
     )
     auto_scale: bool
     split_scenes: bool
@@ -79,7 +71,7 @@ class DatasetRules(_Plain):
 class LoraRules(_Plain):
     rank: int
     alpha: float
-    init_from: str | None = Field(None, description="An existing LoRA to start from (Civitai continueFrom AIR, or a path from the CLI).")
+    init_from: str | None = Field(None, description="An existing LoRA to start from: a local path (the API resolves ids to paths).")
 
 
 class Optimisation(_Plain):
@@ -97,7 +89,7 @@ class Optimisation(_Plain):
 
 class Checkpoints(_Plain):
     steps: list[int] = Field(description="Steps after which a LoRA is saved; the last is always the final step.")
-    deliver_each: bool = Field(description="Every checkpoint is a delivered output (Civitai epochs); else only the last (fal).")
+    deliver_each: bool = Field(description="Every checkpoint is a delivered output (epochs); else only the last.")
 
 
 class ValidationPrompt(_Plain):
@@ -126,7 +118,7 @@ class Outputs(_Plain):
 
 
 class TrainingPlan(_Plain):
-    flavour: Literal["fal", "civitai"]
+    flavour: str = Field(description="The protocol whose request this plan was made from.")
     endpoint: str
     family: Family
     mode: Mode
@@ -156,154 +148,6 @@ def evenly_spaced_steps(steps: int, count: int) -> list[int]:
     return sorted({max(1, round(steps * i / count)) for i in range(1, count + 1)})
 
 
-def _ignored_warnings(fields: list[str]) -> list[str]:
+def ignored_warnings(fields: list[str]) -> list[str]:
+    """The plan warnings for request fields that were accepted and ignored."""
     return [f"unknown field '{name}' ignored" for name in fields]
-
-
-def _declared(request: FalTrainerRequest, name: str, default):
-    """A field the endpoint's page declares, else `default` (never an ignored unknown field)."""
-    return getattr(request, name) if name in type(request).model_fields else default
-
-
-def _fal_mode(request: FalTrainerRequest) -> Mode:
-    if isinstance(request, FalV2VRequest):
-        return Mode.V2V
-    if isinstance(request, (FalI2VRequest, FalVideoTrainerRequest)):
-        return Mode.I2V
-    return Mode.T2V
-
-
-def _fal_validation_prompts(request: FalTrainerRequest) -> list[ValidationPrompt]:
-    prompts = []
-    for entry in request.validation:
-        prompts.append(
-            ValidationPrompt(
-                prompt=entry.prompt,
-                image_url=getattr(entry, "image_url", None),
-                reference_video_url=getattr(entry, "reference_video_url", None),
-            )
-        )
-    return prompts
-
-
-def from_fal(endpoint: str, request: FalTrainerRequest, prices: PriceTable) -> TrainingPlan:
-    """A fal request as a plan. fal returns the final LoRA only; previews are rendered at a quarter,
-    half, three quarters and the end of the run. The pages name no optimiser or schedule: ltxtune
-    uses AdamW with a linear decay, as Lightricks' trainer's example LoRA configs do."""
-    steps = request.number_of_steps
-    prompts = _fal_validation_prompts(request)
-    dataset = DatasetRules(
-        source_url=request.training_data_url,
-        frames=request.number_of_frames,
-        fps=request.frame_rate,
-        bucket=bucket_for(request.resolution, request.aspect_ratio),
-        auto_scale=request.auto_scale_input,
-        split_scenes=request.split_input_into_scenes,
-        scene_threshold_s=request.split_input_duration_threshold,
-        audio=AudioRules(
-            use=request.with_audio,
-            normalize=request.audio_normalize,
-            preserve_pitch=request.audio_preserve_pitch,
-        ),
-        captions=CaptionRules(trigger_phrase=request.trigger_phrase),
-        reference_transform=_declared(request, "reference_transform", None),
-    )
-    validation = ValidationRules(
-        prompts=prompts,
-        negative_prompt=request.validation_negative_prompt,
-        frames=request.validation_number_of_frames,
-        fps=request.validation_frame_rate,
-        bucket=bucket_for(request.validation_resolution, request.validation_aspect_ratio),
-        stg_scale=request.stg_scale,
-        audio=_declared(request, "generate_audio_in_validation", True),
-        at_steps=evenly_spaced_steps(steps, 4) if prompts else [],
-    )
-    return TrainingPlan(
-        flavour="fal",
-        endpoint=endpoint,
-        family=Family.LTX23,
-        mode=_fal_mode(request),
-        dataset=dataset,
-        lora=LoraRules(rank=request.rank, alpha=request.rank),
-        optimisation=Optimisation(
-            steps=steps,
-            learning_rate=request.learning_rate,
-            scheduler="linear",
-            optimizer="adamw",
-            first_frame_p=_declared(request, "first_frame_conditioning_p", 0.0),
-        ),
-        checkpoints=Checkpoints(steps=[steps], deliver_each=False),
-        validation=validation,
-        outputs=Outputs(preview_reel=bool(prompts), debug_dataset=request.debug_dataset, checkpoint_loras=False),
-        price=fal_price(endpoint, steps, prices),
-        warnings=_ignored_warnings(request.ignored_fields),
-    )
-
-
-def from_civitai(request: WorkflowRequest, prices: PriceTable) -> TrainingPlan:
-    """A Civitai training workflow as a plan.
-
-    The page is silent on clip length and frame rate: ltxtune trains 89 frames at 24 fps (LTX-2's
-    native rate), fits shorter clips to that count (ai-toolkit does not drop short clips), and does
-    not split scenes. Audio is used when every clip has a track. Previews render at each saved
-    checkpoint, square at `resolution`, with `samples.strength` as the LoRA weight.
-    """
-    step = request.step
-    inputs = step.input
-    warnings = _ignored_warnings(request.ignored_fields)
-    checkpoint_steps = evenly_spaced_steps(inputs.steps, inputs.epochs)
-    if len(checkpoint_steps) < inputs.epochs:
-        warnings.append(
-            f"{inputs.epochs} epochs over {inputs.steps} steps: only {len(checkpoint_steps)} distinct checkpoints can be saved"
-        )
-    trigger = inputs.triggerWord or ""
-    dataset = DatasetRules(
-        source_url=inputs.trainingData.sourceUrl,
-        expected_count=inputs.trainingData.count,
-        frames=CIVITAI_FRAMES,
-        fps=CIVITAI_FPS,
-        area_side=inputs.resolution,
-        auto_scale=True,
-        split_scenes=False,
-        scene_threshold_s=30.0,
-        audio=AudioRules(use=None),
-        captions=CaptionRules(
-            trigger_phrase=trigger,
-            shuffle_tokens=inputs.shuffleTokens,
-            keep_tokens=inputs.keepTokens,
-            variants=SHUFFLE_VARIANTS if inputs.shuffleTokens else 1,
-        ),
-        flip=inputs.flipAugmentation,
-    )
-    prompts = [ValidationPrompt(prompt=prompt) for prompt in inputs.samples.prompts]
-    scheduler = inputs.lrScheduler
-    return TrainingPlan(
-        flavour="civitai",
-        endpoint="civitai",
-        family=Family(inputs.ecosystem),
-        mode=Mode.T2V,
-        dataset=dataset,
-        lora=LoraRules(rank=inputs.networkDim, alpha=inputs.networkAlpha, init_from=inputs.continueFrom),
-        optimisation=Optimisation(
-            steps=inputs.steps,
-            learning_rate=inputs.lr,
-            scheduler=scheduler,
-            warmup_steps=max(1, round(inputs.steps * 0.05)) if scheduler == "constant_with_warmup" else 0,
-            optimizer=inputs.optimizerType,
-            noise_offset=inputs.noiseOffset,
-        ),
-        checkpoints=Checkpoints(steps=checkpoint_steps, deliver_each=True),
-        validation=ValidationRules(
-            prompts=prompts,
-            negative_prompt=inputs.samples.negativePrompt or LONG_NEGATIVE_PROMPT,
-            frames=CIVITAI_FRAMES,
-            fps=CIVITAI_FPS,
-            bucket=bucket_for_area(inputs.resolution, 1, 1),
-            guidance_scale=inputs.samples.cfgScale,
-            lora_strength=inputs.samples.strength,
-            at_steps=checkpoint_steps if prompts else [],
-        ),
-        outputs=Outputs(preview_reel=False, debug_dataset=False, checkpoint_loras=True),
-        price=civitai_price(inputs.steps, inputs.epochs, prices),
-        warnings=warnings,
-    )

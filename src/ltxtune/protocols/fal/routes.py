@@ -1,4 +1,4 @@
-"""fal queue routes (PROTOCOLS.md section 1) for the LTX trainer endpoints.
+"""fal queue routes (docs/PROTOCOLS.md, "fal queue") for the LTX trainer endpoints.
 
     POST /{owner}/{app}[/{subpath}]                 submit (?fal_webhook=URL)
     GET  /{owner}/{app}/requests/{id}/status        ?logs=1
@@ -26,12 +26,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.common import POLL_S, ApiContext, ApiError, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
-from ltxtune.jobs import fal_view
-from ltxtune.jobs.store import JobSnapshot, JobStatus, NewJob
-from ltxtune.jobs.webhooks import UnsafeUrl, check_target_url
-from ltxtune.specs import RequestInvalid, build_plan, render_errors
-from ltxtune.specs.fal import FAL_ENDPOINTS
+from ltxtune.api.common import POLL_S, ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
+from ltxtune.api.errors import ApiError
+from ltxtune.jobs.store import JobSnapshot, JobStatus
+from ltxtune.protocols.base import validate
+from ltxtune.protocols.fal import view
+from ltxtune.protocols.fal.errors import invalid, invalid_body, job_error
+from ltxtune.protocols.fal.plan import NAME, plan_of
+from ltxtune.protocols.fal.request import FAL_ENDPOINTS
+from ltxtune.specs.errors import RequestInvalid
 
 router = APIRouter()
 PRIORITIES = {"normal": 1, "low": 2}
@@ -60,49 +63,29 @@ def _start_timeout(request: Request) -> float | None:
 
 def _submit(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, body: Any) -> JobSnapshot:
     try:
-        plan = build_plan(endpoint, body, ctx.config.prices)
-    except RequestInvalid as invalid:
-        raise ApiError(422, str(invalid), body=render_errors(endpoint, invalid)) from None
-    if ctx.config.model is not None:
-        plan = plan.with_family(ctx.config.model)
+        plan = plan_of(endpoint, validate(FAL_ENDPOINTS[endpoint], body), ctx.config.prices)
+    except RequestInvalid as refused:
+        raise ApiError(422, str(refused), body=invalid_body(refused.issues)) from None
     webhook = request.query_params.get("fal_webhook")
-    if webhook:
-        try:
-            check_target_url(webhook, ctx.config.allow_private_urls)
-        except UnsafeUrl as refused:
-            raise ApiError(
-                422, str(refused), body={"detail": [{"loc": ["query", "fal_webhook"], "msg": str(refused), "type": "value_error"}]}
-            ) from None
-    job, _ = ctx.services.store.create(
-        NewJob(
-            flavour="fal",
-            endpoint=endpoint,
-            owner=caller.owner,
-            user_id=caller.user_id,
-            plan=plan,
-            request={"body": without_inline_data(body), "hint": request.headers.get("x-fal-runner-hint")},
-            base_url=ctx.base_url(request),
-            priority=PRIORITIES.get((request.headers.get("x-fal-queue-priority") or "normal").lower(), 1),
-            start_timeout_s=_start_timeout(request),
-            webhook_url=webhook or None,
-        )
+    refused = ctx.refusal(webhook) if webhook else None
+    if refused:
+        raise invalid(("query", "fal_webhook"), refused)
+    payload = {"body": without_inline_data(body), "hint": request.headers.get("x-fal-runner-hint"), "webhook_url": webhook or None}
+    return ctx.submit(
+        request,
+        caller,
+        plan=plan,
+        protocol=NAME,
+        endpoint=endpoint,
+        payload=payload,
+        priority=PRIORITIES.get((request.headers.get("x-fal-queue-priority") or "normal").lower(), 1),
+        start_timeout_s=_start_timeout(request),
     )
-    for warning in plan.warnings:
-        ctx.services.store.add_log(job.id, warning, level="WARNING", source="ltxtune.api")
-    ctx.wake()
-    snapshot = ctx.services.store.snapshot(job.id)
-    assert snapshot is not None
-    return snapshot
 
 
 def _job(ctx: ApiContext, caller: Caller, owner: str, app: str, request_id: str) -> JobSnapshot:
-    snapshot = ctx.services.store.snapshot(request_id)
-    if (
-        snapshot is None
-        or snapshot.job.flavour != "fal"
-        or snapshot.job.owner != caller.owner
-        or fal_view.app_path(snapshot.job.endpoint) != f"{owner}/{app}"
-    ):
+    snapshot = ctx.owned(request_id, NAME, caller)
+    if snapshot is None or view.app_path(snapshot.job.endpoint) != f"{owner}/{app}":
         raise ApiError(404, "Request not found", error_type="not_found")
     return snapshot
 
@@ -111,22 +94,27 @@ def _result(ctx: ApiContext, request: Request, snapshot: JobSnapshot) -> JSONRes
     job = snapshot.job
     headers = {"X-Fal-Request-Id": job.id}
     if job.status is JobStatus.SUCCEEDED:
-        return JSONResponse(fal_view.output(snapshot, ctx.services.files, ctx.base_url(request)), headers=headers)
+        return JSONResponse(view.output(snapshot, ctx.services.files, ctx.base_url(request)), headers=headers)
     if not job.terminal:
         raise ApiError(400, "Request is still in progress", error_type="request_in_progress", headers=headers)
-    status, body, extra = fal_view.error_response(job)
+    status, body, extra = job_error(job)
     return JSONResponse(body, status_code=status, headers={**headers, **extra})
+
+
+async def _accept(request: Request, owner: str, app: str, subpath: str) -> tuple[ApiContext, JobSnapshot]:
+    """Check the caller and the endpoint, read the body, store the job."""
+    ctx = context(request)
+    caller = ctx.caller(request)
+    endpoint = _endpoint(owner, app, subpath)
+    body = await read_json(request)
+    return ctx, await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
 
 
 @router.post("/run/{owner}/{app}")
 @router.post("/run/{owner}/{app}/{subpath:path}")
 async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
     """Synchronous run: submit, wait for the end, answer the result (or its error)."""
-    ctx = context(request)
-    caller = ctx.caller(request)
-    endpoint = _endpoint(owner, app, subpath)
-    body = await read_json(request)
-    snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    ctx, snapshot = await _accept(request, owner, app, subpath)
     snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s)
     if not snapshot.job.terminal:
         raise ApiError(504, "the request did not finish in time; follow it on the queue", error_type="request_timeout")
@@ -136,18 +124,14 @@ async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSON
 @router.post("/{owner}/{app}")
 @router.post("/{owner}/{app}/{subpath:path}")
 async def submit(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
-    ctx = context(request)
-    caller = ctx.caller(request)
-    endpoint = _endpoint(owner, app, subpath)
-    body = await read_json(request)
-    snapshot = await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    ctx, snapshot = await _accept(request, owner, app, subpath)
     job = snapshot.job
     return JSONResponse(
         {
             "request_id": job.id,
             "status": "IN_QUEUE",
             "queue_position": snapshot.queue_position or 0,
-            **fal_view.queue_urls(job, ctx.base_url(request)),
+            **view.queue_urls(job, ctx.base_url(request)),
         },
         headers={"X-Fal-Request-Id": job.id},
     )
@@ -158,7 +142,7 @@ def status(request: Request, owner: str, app: str, request_id: str) -> JSONRespo
     ctx = context(request)
     snapshot = _job(ctx, ctx.caller(request), owner, app, request_id)
     logs = ctx.services.store.logs(request_id) if truthy(request.query_params.get("logs")) else None
-    return JSONResponse(fal_view.status_body(snapshot, logs, ctx.base_url(request)))
+    return JSONResponse(view.status_body(snapshot, logs, ctx.base_url(request)))
 
 
 @router.get("/{owner}/{app}/requests/{request_id}/status/stream")
@@ -179,7 +163,7 @@ async def status_stream(request: Request, owner: str, app: str, request_id: str)
             if snapshot is None:
                 return
             logs = await run_in_threadpool(store.logs, request_id, last_log) if with_logs else None
-            body = fal_view.status_body(snapshot, logs, base_url)
+            body = view.status_body(snapshot, logs, base_url)
             text = json.dumps(body)
             if text != last_sent or logs:
                 yield f"data: {text}\n\n"

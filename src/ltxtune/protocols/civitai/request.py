@@ -1,5 +1,5 @@
 """Civitai orchestration v2 workflow bodies with one `training` step (engine `ai-toolkit`,
-ecosystems `ltx2` and `ltx23`), field for field from spec page 000 and PROTOCOLS.md.
+ecosystems `ltx2` and `ltx23`), field for field from spec page 000 and docs/PROTOCOLS.md.
 
 Decisions where the page is silent (each repeated on the field it concerns):
 - Unknown fields are ignored, as the orchestrator ignores them, and named in the plan's warnings.
@@ -142,7 +142,7 @@ class Callback(_Model):
 
 
 class WorkflowRequest(_Model):
-    """The body of `POST /v2/consumer/workflows` (PROTOCOLS.md section 2)."""
+    """The body of `POST /v2/consumer/workflows` (docs/PROTOCOLS.md, "Civitai orchestration v2")."""
 
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltxtune.jobs.store import JobStatus, Store
-from ltxtune.specs.civitai import AIR
+from ltxtune.protocols.civitai.payload import workflow_of
+from ltxtune.protocols.civitai.plan import NAME
+from ltxtune.protocols.civitai.request import AIR
 
 SOURCE = "ltxtune"
 
@@ -34,10 +36,11 @@ def resolve_lora(store: Store, owner: str, air: str) -> Path:
             f"(urn:air:{match['ecosystem']}:lora:{SOURCE}:<workflow id>@<epoch>)"
         )
     job = store.get(match["id"])
-    if job is None or job.owner != owner or job.flavour != "civitai":
+    if job is None or job.owner != owner or job.protocol != NAME:
         raise UnknownLora(f"{air!r}: no such workflow")
-    if job.request["step"]["input"]["ecosystem"] != match["ecosystem"]:
-        raise UnknownLora(f"{air!r}: workflow {job.id} trained a {job.request['step']['input']['ecosystem']} LoRA")
+    ecosystem = workflow_of(job).ecosystem
+    if ecosystem != match["ecosystem"]:
+        raise UnknownLora(f"{air!r}: workflow {job.id} trained a {ecosystem} LoRA")
     epochs = store.epochs(job.id)
     if not epochs:
         raise UnknownLora(f"{air!r}: workflow {job.id} has delivered no LoRA")

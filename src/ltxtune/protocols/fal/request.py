@@ -25,16 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from ltxtune.specs.common import AspectRatio, Resolution, is_valid_frame_count, snap_frames_down
+from ltxtune.specs.common import LONG_NEGATIVE_PROMPT, AspectRatio, Resolution, is_valid_frame_count, snap_frames_down
 
 SHORT_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
-# The v2 pages promise "a long built-in quality negative prompt" without quoting it.
-LONG_NEGATIVE_PROMPT = (
-    "worst quality, low quality, blurry, out of focus, inconsistent motion, jittery, jerky motion, "
-    "flickering, distorted, deformed, disfigured, bad anatomy, extra limbs, warped faces, "
-    "oversaturated, overexposed, underexposed, washed out colors, grainy, noisy, compression artifacts, "
-    "watermark, text, subtitles, logo, static frame, frozen video, distorted audio, off-sync audio"
-)
 
 
 def _int_from_numeric_string(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Civitai orchestration v2 workflow routes (PROTOCOLS.md section 2).
+"""Civitai orchestration v2 workflow routes (docs/PROTOCOLS.md, "Civitai orchestration v2").
 
     POST   /v2/consumer/workflows?wait=0&whatif=false   submit (202; 200 if it ended within `wait` s)
     GET    /v2/consumer/workflows?cursor=&take=&tags=   list, newest first, every tag must match
@@ -9,7 +9,7 @@
     POST   /v2/consumer/workflows/{id}/tags             body: "tag" (204)
     DELETE /v2/consumer/workflows/{id}/tags/{tag}       (204)
 
-Decisions where PROTOCOLS.md is silent: `externalId` is an idempotency key per API key (a second
+Decisions where the protocol is silent: `externalId` is an idempotency key per API key (a second
 submission with the same one answers the first workflow, 200, and runs nothing); `wait` is capped at
 600 s; `take` defaults to 20, at most 100; callback URLs must be public http(s) unless the server
 allows private URLs; `continueFrom` must name a LoRA this server delivered
@@ -26,39 +26,36 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.common import ApiContext, ApiError, Caller, context, problem, read_json, truthy, wait_until_ended, without_inline_data
-from ltxtune.jobs import civitai_view
-from ltxtune.jobs.air import UnknownLora, resolve_lora
-from ltxtune.jobs.store import JobSnapshot, NewJob
-from ltxtune.jobs.webhooks import UnsafeUrl, check_target_url
-from ltxtune.specs import CIVITAI, RequestInvalid, parse_request, render_errors
-from ltxtune.specs.civitai import WorkflowRequest, timespan_seconds
-from ltxtune.specs.plan import from_civitai
+from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
+from ltxtune.api.errors import ApiError
+from ltxtune.jobs.store import JobSnapshot
+from ltxtune.protocols.base import validate
+from ltxtune.protocols.civitai import view
+from ltxtune.protocols.civitai.air import UnknownLora, resolve_lora
+from ltxtune.protocols.civitai.errors import invalid as _invalid
+from ltxtune.protocols.civitai.errors import invalid_body
+from ltxtune.protocols.civitai.patch import apply_patch
+from ltxtune.protocols.civitai.payload import payload, workflow_of
+from ltxtune.protocols.civitai.plan import ENDPOINT, NAME, plan_of
+from ltxtune.protocols.civitai.request import WorkflowRequest, timespan_seconds
+from ltxtune.specs.errors import RequestInvalid
 
 router = APIRouter(prefix="/v2/consumer")
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 MAX_WAIT_S = 600.0
 
 
-def _invalid(errors: dict[str, list[str]]) -> ApiError:
-    detail = "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in errors.items())
-    return ApiError(400, detail, body=problem(400, detail, errors))
-
-
 def _prepare(ctx: ApiContext, caller: Caller, body: Any) -> tuple[WorkflowRequest, Any, dict[str, Any]]:
     """Validate, price and resolve a submission: (request, plan, step as stored)."""
     try:
-        request = parse_request(CIVITAI, body)
-        assert isinstance(request, WorkflowRequest)
-        plan = from_civitai(request, ctx.config.prices)
-    except RequestInvalid as invalid:
-        raise ApiError(400, str(invalid), body=render_errors(CIVITAI, invalid)) from None
+        request = validate(WorkflowRequest, body)
+        plan = plan_of(request, ctx.config.prices)
+    except RequestInvalid as refused:
+        raise ApiError(400, str(refused), body=invalid_body(refused.issues)) from None
     errors: dict[str, list[str]] = {}
     for index, callback in enumerate(request.callbacks):
-        try:
-            check_target_url(callback.url, ctx.config.allow_private_urls)
-        except UnsafeUrl as refused:
-            errors.setdefault(f"callbacks[{index}].url", []).append(str(refused))
+        if refused := ctx.refusal(callback.url):
+            errors.setdefault(f"callbacks[{index}].url", []).append(refused)
     if plan.lora.init_from:
         try:
             path = resolve_lora(ctx.services.store, caller.owner, plan.lora.init_from)
@@ -83,38 +80,27 @@ def _prepare(ctx: ApiContext, caller: Caller, body: Any) -> tuple[WorkflowReques
 def _submit(ctx: ApiContext, request: Request, caller: Caller, body: Any, whatif: bool) -> tuple[JobSnapshot | None, dict[str, Any] | None]:
     workflow, plan, step = _prepare(ctx, caller, body)
     if whatif:
-        view = civitai_view.whatif_view(step, plan.price.amount, workflow.tags, workflow.metadata, workflow.externalId)
-        return None, view
-    if ctx.config.model is not None:
-        plan = plan.with_family(ctx.config.model)
-    job, created = ctx.services.store.create(
-        NewJob(
-            flavour="civitai",
-            endpoint=CIVITAI,
-            owner=caller.owner,
-            user_id=caller.user_id,
-            plan=plan,
-            request={"body": without_inline_data(body), "step": without_inline_data(step)},
-            base_url=ctx.base_url(request),
-            priority=PRIORITIES[workflow.step.priority],
-            max_retries=workflow.step.retries,
-            timeout_s=timespan_seconds(workflow.step.timeout) if workflow.step.timeout else None,
-            tags=workflow.tags,
-            metadata=workflow.metadata,
-            external_id=workflow.externalId,
-            callbacks=[callback.model_dump(mode="json") for callback in workflow.callbacks],
-        )
+        answer = view.whatif_view(step, plan.price.amount, workflow.tags, workflow.metadata, workflow.externalId)
+        return None, answer
+    callbacks = [callback.model_dump(mode="json") for callback in workflow.callbacks]
+    snapshot = ctx.submit(
+        request,
+        caller,
+        plan=plan,
+        protocol=NAME,
+        endpoint=ENDPOINT,
+        payload=payload(without_inline_data(body), without_inline_data(step), workflow.tags, workflow.metadata, callbacks),
+        key=workflow.externalId,
+        priority=PRIORITIES[workflow.step.priority],
+        max_retries=workflow.step.retries,
+        timeout_s=timespan_seconds(workflow.step.timeout) if workflow.step.timeout else None,
     )
-    if created:
-        for warning in plan.warnings:
-            ctx.services.store.add_log(job.id, warning, level="WARNING", source="ltxtune.api")
-        ctx.wake()
-    return ctx.services.store.snapshot(job.id), None
+    return snapshot, None
 
 
 def _owned(ctx: ApiContext, caller: Caller, workflow_id: str) -> JobSnapshot:
-    snapshot = ctx.services.store.snapshot(workflow_id)
-    if snapshot is None or snapshot.job.flavour != "civitai" or snapshot.job.owner != caller.owner:
+    snapshot = ctx.owned(workflow_id, NAME, caller)
+    if snapshot is None:
         raise ApiError(404, f"Workflow {workflow_id} not found")
     return snapshot
 
@@ -129,13 +115,13 @@ async def submit(request: Request) -> JSONResponse:
         raise _invalid({"wait": ["must be a number of seconds"]}) from None
     whatif = truthy(request.query_params.get("whatif"))
     body = await read_json(request)
-    snapshot, view = await run_in_threadpool(_submit, ctx, request, caller, body, whatif)
-    if view is not None:
-        return JSONResponse(view)
+    snapshot, answer = await run_in_threadpool(_submit, ctx, request, caller, body, whatif)
+    if answer is not None:
+        return JSONResponse(answer)
     assert snapshot is not None
     snapshot = await wait_until_ended(ctx, snapshot, wait)
     return JSONResponse(
-        civitai_view.workflow_view(snapshot, ctx.services.files), status_code=200 if snapshot.job.terminal else 202
+        view.workflow_view(snapshot, ctx.services.files), status_code=200 if snapshot.job.terminal else 202
     )
 
 
@@ -167,7 +153,7 @@ def list_workflows(request: Request) -> JSONResponse:
     cursor = params.get("cursor")
     tags = [tag for tag in params.getlist("tags") if tag]
     jobs = ctx.services.store.list_jobs(
-        caller.owner, "civitai", tags=tags, before_seq=_seq(cursor) if cursor else None, take=take + 1
+        caller.owner, NAME, tags=tags, before_seq=_seq(cursor) if cursor else None, take=take + 1
     )
     more = len(jobs) > take
     jobs = jobs[:take]
@@ -175,7 +161,7 @@ def list_workflows(request: Request) -> JSONResponse:
     for job in jobs:
         snapshot = ctx.services.store.snapshot(job.id)
         if snapshot is not None:
-            items.append(civitai_view.workflow_view(snapshot, ctx.services.files))
+            items.append(view.workflow_view(snapshot, ctx.services.files))
     return JSONResponse({"items": items, "next": _cursor(jobs[-1].seq) if more and jobs else None})
 
 
@@ -183,7 +169,7 @@ def list_workflows(request: Request) -> JSONResponse:
 def get_workflow(request: Request, workflow_id: str) -> JSONResponse:
     ctx = context(request)
     snapshot = _owned(ctx, ctx.caller(request), workflow_id)
-    return JSONResponse(civitai_view.workflow_view(snapshot, ctx.services.files))
+    return JSONResponse(view.workflow_view(snapshot, ctx.services.files))
 
 
 @router.delete("/workflows/{workflow_id}", status_code=204)
@@ -193,6 +179,15 @@ def cancel_workflow(request: Request, workflow_id: str) -> Response:
     ctx.services.store.request_cancel(workflow_id)
     ctx.wake()
     return Response(status_code=204)
+
+
+def _update(ctx: ApiContext, workflow_id: str, *, tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> None:
+    changes: dict[str, Any] = {}
+    if tags is not None:
+        changes["tags"] = list(dict.fromkeys(tags))
+    if metadata is not None:
+        changes["metadata"] = metadata
+    ctx.services.store.update_payload(workflow_id, changes)
 
 
 def _tags(value: Any, where: str) -> list[str]:
@@ -219,7 +214,7 @@ async def update_workflow(request: Request, workflow_id: str) -> Response:
 
     def update() -> None:
         _owned(ctx, caller, workflow_id)
-        ctx.services.store.update_tags_metadata(workflow_id, tags=tags, metadata=metadata)
+        _update(ctx, workflow_id, tags=tags, metadata=metadata)
 
     await run_in_threadpool(update)
     return Response(status_code=204)
@@ -235,7 +230,8 @@ async def patch_workflow(request: Request, workflow_id: str) -> Response:
 
     def update() -> None:
         snapshot = _owned(ctx, caller, workflow_id)
-        document = {"tags": list(snapshot.job.tags), "metadata": copy.deepcopy(snapshot.job.metadata)}
+        workflow = workflow_of(snapshot.job)
+        document = {"tags": list(workflow.tags), "metadata": copy.deepcopy(workflow.metadata)}
         if isinstance(body, dict):
             for name in ("tags", "metadata"):
                 if body.get(name) is not None:
@@ -244,9 +240,7 @@ async def patch_workflow(request: Request, workflow_id: str) -> Response:
             document = apply_patch(document, body)
         else:
             raise _invalid({"body": ["must be a JSON Patch array"]})
-        ctx.services.store.update_tags_metadata(
-            workflow_id, tags=_tags(document.get("tags", []), "tags"), metadata=_metadata(document.get("metadata", {}), "metadata")
-        )
+        _update(ctx, workflow_id, tags=_tags(document.get("tags", []), "tags"), metadata=_metadata(document.get("metadata", {}), "metadata"))
 
     await run_in_threadpool(update)
     return Response(status_code=204)
@@ -264,7 +258,7 @@ async def add_tag(request: Request, workflow_id: str) -> Response:
 
     def update() -> None:
         snapshot = _owned(ctx, caller, workflow_id)
-        ctx.services.store.update_tags_metadata(workflow_id, tags=[*snapshot.job.tags, tag])
+        _update(ctx, workflow_id, tags=[*workflow_of(snapshot.job).tags, tag])
 
     await run_in_threadpool(update)
     return Response(status_code=204)
@@ -274,55 +268,5 @@ async def add_tag(request: Request, workflow_id: str) -> Response:
 def remove_tag(request: Request, workflow_id: str, tag: str) -> Response:
     ctx = context(request)
     snapshot = _owned(ctx, ctx.caller(request), workflow_id)
-    ctx.services.store.update_tags_metadata(workflow_id, tags=[t for t in snapshot.job.tags if t != tag])
+    _update(ctx, workflow_id, tags=[t for t in workflow_of(snapshot.job).tags if t != tag])
     return Response(status_code=204)
-
-
-# -- JSON Patch -----------------------------------------------------------------------------------
-
-
-def _pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise _invalid({"path": [f"{path!r} is not a JSON pointer"]})
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def apply_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    for index, operation in enumerate(operations):
-        where = f"[{index}]"
-        if not isinstance(operation, dict) or operation.get("op") not in ("add", "remove", "replace", "test"):
-            raise _invalid({where: ["each operation needs op add, remove, replace or test"]})
-        parts = _pointer(str(operation.get("path", "")))
-        if parts[0] not in ("tags", "metadata"):
-            raise _invalid({f"{where}.path": ["only /tags and /metadata can be changed"]})
-        parent: Any = document
-        for part in parts[:-1]:
-            try:
-                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-            except (KeyError, IndexError, ValueError):
-                raise _invalid({f"{where}.path": [f"{operation['path']} does not exist"]}) from None
-        last, op, value = parts[-1], operation["op"], operation.get("value")
-        try:
-            if isinstance(parent, list):
-                position = len(parent) if last == "-" else int(last)
-                if op == "add":
-                    parent.insert(position, value)
-                elif op == "remove":
-                    parent.pop(position)
-                elif op == "replace":
-                    parent[position] = value
-                elif parent[position] != value:
-                    raise _invalid({where: ["test failed"]})
-            else:
-                if op in ("add", "replace"):
-                    if op == "replace" and last not in parent:
-                        raise KeyError(last)
-                    parent[last] = value
-                elif op == "remove":
-                    del parent[last]
-                elif parent.get(last) != value:
-                    raise _invalid({where: ["test failed"]})
-        except (KeyError, IndexError, ValueError):
-            raise _invalid({f"{where}.path": [f"{operation['path']} does not exist"]}) from None
-    return document

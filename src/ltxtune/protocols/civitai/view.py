@@ -1,6 +1,6 @@
 """A job as the Civitai orchestration v2 API shows it: the workflow with its one `training` step and
 that step's jobs, epochs with LoRA and preview blobs, cost and transactions, and callbacks
-(PROTOCOLS.md section 2). Pure functions of a `JobSnapshot`.
+(docs/PROTOCOLS.md, "Civitai orchestration v2"). Pure functions of a `JobSnapshot`.
 
 Statuses: a queued job is `unassigned` (no worker has it), a claimed one `preparing` (fetching and
 preparing the dataset, caching latents), `processing` once training steps are taken, then
@@ -20,13 +20,13 @@ Callbacks: every change of status of the workflow, the step or a job is an event
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from ltxtune.jobs.air import lora_air
 from ltxtune.jobs.storage import FileStore, iso
-from ltxtune.jobs.store import Job, JobSnapshot, JobStatus, Notification
+from ltxtune.jobs.store import Job, JobSnapshot, JobStatus
+from ltxtune.protocols.civitai.air import lora_air
+from ltxtune.protocols.civitai.payload import workflow_of
 
 CIVITAI_STATUS = {
     JobStatus.QUEUED: "unassigned",
@@ -45,7 +45,7 @@ def status_of(job: Job) -> str:
 
 def step_request(job: Job) -> dict[str, Any]:
     """The step as submitted with defaults applied (stored with the job at submission)."""
-    return job.request["step"]
+    return workflow_of(job).step
 
 
 def cost(job: Job) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def job_entries(snapshot: JobSnapshot) -> list[dict[str, Any]]:
 
 def epoch_entries(snapshot: JobSnapshot, files: FileStore) -> list[dict[str, Any]]:
     job = snapshot.job
-    ecosystem = step_request(job)["input"]["ecosystem"]
+    ecosystem = workflow_of(job).ecosystem
     bucket = job.plan.validation.bucket
     entries = []
     for epoch in snapshot.epochs:
@@ -165,18 +165,19 @@ def step_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
 
 def workflow_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
     job = snapshot.job
+    workflow = workflow_of(job)
     return {
         "id": job.id,
         "status": status_of(job),
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "completedAt": iso(job.completed_at),
-        "tags": list(job.tags),
-        "metadata": job.metadata,
-        "externalId": job.external_id,
+        "tags": list(workflow.tags),
+        "metadata": workflow.metadata,
+        "externalId": job.key,
         "cost": cost(job),
         "transactions": transactions(job),
-        "callbacks": list(job.callbacks),
+        "callbacks": list(workflow.callbacks),
         "steps": [step_view(snapshot, files)],
     }
 
@@ -197,57 +198,3 @@ def whatif_view(request: dict[str, Any], price: float, tags: list[str], metadata
         "transactions": {"list": [{"type": "debit", "amount": amount, "reason": "training"}]},
         "steps": [{"$type": "training", **{k: v for k, v in request.items() if k != "$type"}, "status": "unassigned", "jobs": []}],
     }
-
-
-# -- callbacks ------------------------------------------------------------------------------------
-
-
-def _levels(snapshot: JobSnapshot | None) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(key, level, status, extra fields) for every job, the step and the workflow."""
-    if snapshot is None:
-        return []
-    job = snapshot.job
-    levels = []
-    for entry in job_entries(snapshot):
-        levels.append((f"job:{entry['id']}", "job", entry["status"], {"jobId": entry["id"], "progress": entry.get("progress", 0.0)}))
-    levels.append(("step", "step", status_of(job), {"name": step_request(job)["name"]}))
-    levels.append(("workflow", "workflow", status_of(job), {}))
-    return levels
-
-
-def _matches(types: list[str], level: str, status: str) -> bool:
-    return f"{level}:{status}" in types or f"{level}:*" in types
-
-
-def callbacks(before: JobSnapshot | None, after: JobSnapshot, files: FileStore) -> list[Notification]:
-    job = after.job
-    if not job.callbacks:
-        return []
-    previous = {key: status for key, _, status, _ in _levels(before)}
-    changes = [(level, status, extra) for key, level, status, extra in _levels(after) if previous.get(key) != status]
-    if not changes:
-        return []
-    now = iso(time.time())
-    details: dict[str, Any] = {}
-    notifications = []
-    for callback in job.callbacks:
-        types = callback.get("type") or ["workflow:*"]
-        for level, status, extra in changes:
-            if not _matches(types, level, status):
-                continue
-            body: dict[str, Any] = {"$type": level, "workflowId": job.id, "status": status, "timestamp": now, **extra}
-            if callback.get("detailed"):
-                key = f"{level}:{extra.get('jobId', '')}"
-                if key not in details:
-                    details[key] = _details(level, after, files, extra)
-                body["details"] = details[key]
-            notifications.append(Notification(url=callback["url"], kind="civitai", body=json.dumps(body).encode()))
-    return notifications
-
-
-def _details(level: str, snapshot: JobSnapshot, files: FileStore, extra: dict[str, Any]) -> dict[str, Any]:
-    if level == "workflow":
-        return workflow_view(snapshot, files)
-    if level == "step":
-        return step_view(snapshot, files)
-    return next((e for e in job_entries(snapshot) if e["id"] == extra["jobId"]), {})

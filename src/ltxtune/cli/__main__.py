@@ -1,0 +1,3 @@
+from ltxtune.cli.main import app
+
+app()

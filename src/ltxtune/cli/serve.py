@@ -1,0 +1,153 @@
+"""`ltxtune serve` (the HTTP API on uvicorn with an embedded worker) and `ltxtune worker` (an extra
+worker process on the same job store).
+
+    ltxtune serve --data-dir ./data --keys-file keys.txt --host 0.0.0.0 --port 8443 \\
+        --ssl-certfile cert.pem --ssl-keyfile key.pem --workers 2
+
+fal-client always speaks https: give a certificate (`--ssl-certfile/--ssl-keyfile`; clients trust
+a private CA through `SSL_CERT_FILE`). Without API keys the server listens on 127.0.0.1 only.
+
+Each command's options are the fields of one settings dataclass (`ServeSettings`,
+`WorkerSettings`); the options both share live in `RunnerSettings`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from ltxtune.cli.options import ALLOW_PRIVATE_HELP, command_from, fail, option, parse_gpus, parse_model, parse_prices, setup_logging
+from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, load_api_keys
+
+log = logging.getLogger("ltxtune.serve")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Options of every command that runs jobs from a data dir."""
+
+    data_dir: Path = option(Path("ltxtune-data"), "--data-dir", help="Job store (SQLite), outputs, work dirs and keys live here.")
+    workers: int = option(1, "--workers", min=0, help="GPU slots: jobs run at once, one child process each (0: run no jobs here).")
+    runner: str = option(DEFAULT_RUNNER, "--runner", help="The training function, `module:function` or `/path/file.py:function`.")
+    gpus: str | None = option(None, "--gpus", help="Comma-separated CUDA device ids, one per slot (default: leave CUDA_VISIBLE_DEVICES alone).")
+    allow_private_urls: bool = option(False, "--allow-private-urls", help=ALLOW_PRIVATE_HELP)
+    prices: Path | None = option(None, "--prices", help="A JSON file overriding entries of the price table.")
+    heartbeat: float = option(5.0, "--heartbeat", help="Seconds between heartbeats of a running job.")
+    stale_after: float = option(60.0, "--stale-after", help="A running job without a heartbeat this long is resumed elsewhere.")
+    verbose: bool = option(False, "--verbose", "-v", help="Log debug messages.")
+
+    def config(self, **more) -> ServiceConfig:
+        return ServiceConfig(
+            data_dir=self.data_dir,
+            workers=self.workers,
+            runner=self.runner,
+            gpus=parse_gpus(self.gpus),
+            allow_private_urls=self.allow_private_urls,
+            prices=parse_prices(self.prices),
+            heartbeat_s=self.heartbeat,
+            stale_after_s=self.stale_after,
+            **more,
+        )
+
+
+@dataclass(frozen=True)
+class ServeSettings(RunnerSettings):
+    host: str = option("127.0.0.1", "--host", help="Address to listen on (loopback only unless API keys are configured).")
+    port: int = option(8000, "--port")
+    keys_file: Path | None = option(None, "--keys-file", help=f"API keys, one per line (`key` or `name key`), or JSON; also {KEYS_ENV}.")
+    model: str | None = option(None, "--model", help="Train every job on this model family instead (`tiny`: a weightless demo).")
+    public_url: str | None = option(None, "--public-url", help="Base URL for links in results and webhooks (default: the request's host).")
+    url_ttl: int = option(24 * 3600, "--url-ttl", help="Seconds a file URL stays valid.")
+    ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); clients that speak only https need one.")
+    ssl_keyfile: Path | None = option(None, "--ssl-keyfile", help="TLS private key (PEM).")
+
+    def service_config(self) -> ServiceConfig:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise fail("give both --ssl-certfile and --ssl-keyfile, or neither")
+        return self.config(
+            host=self.host,
+            port=self.port,
+            api_keys=load_api_keys(self.keys_file),
+            model=parse_model(self.model),
+            public_url=self.public_url,
+            url_ttl_s=self.url_ttl,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+        )
+
+
+@dataclass(frozen=True)
+class WorkerSettings(RunnerSettings):
+    poll: float = option(1.0, "--poll", help="Seconds between looks at the queue.")
+
+    def service_config(self) -> ServiceConfig:
+        return self.config(poll_s=self.poll).with_(workers=max(1, self.workers))
+
+
+def serve(config: ServiceConfig) -> None:
+    """Run the API (and, with `config.workers > 0`, a worker) until interrupted."""
+    import uvicorn
+
+    from ltxtune.api.app import create_app
+    from ltxtune.protocols import PROTOCOLS
+
+    host, note = config.safe_host()
+    if note:
+        print(f"ltxtune: {note}", file=sys.stderr)
+    config = config.with_(host=host)
+    app = create_app(config)
+    base = config.default_base_url()
+    hints = "".join(f"\n  {protocol.client_hint(base)}" for protocol in PROTOCOLS)
+    print(
+        f"ltxtune: serving {config.db_path} at {base} with {config.workers} worker slot(s)"
+        f"{' (model override: ' + config.model.value + ')' if config.model else ''}{hints}",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=config.port,
+        ssl_certfile=str(config.ssl_certfile) if config.ssl_certfile else None,
+        ssl_keyfile=str(config.ssl_keyfile) if config.ssl_keyfile else None,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def run_worker(config: ServiceConfig) -> None:
+    """Serve the store in `config.data_dir` until SIGINT/SIGTERM."""
+    from ltxtune.jobs.worker import Worker
+    from ltxtune.protocols.registry import open_services
+
+    services = open_services(config)
+    dispatcher = services.dispatcher()
+    dispatcher.start()
+    worker = Worker(services)
+    log.info("%s serving %s with %d slot(s), runner %s", worker.worker_id, config.db_path, worker.slots, config.runner)
+    try:
+        worker.run_forever()
+    finally:
+        dispatcher.stop()
+        services.close()
+
+
+def serve_command(settings: ServeSettings) -> None:
+    """Serve every protocol's API (the fal queue, Civitai workflows), running jobs with an embedded worker."""
+    setup_logging(settings.verbose)
+    serve(settings.service_config())
+
+
+def worker_command(settings: WorkerSettings) -> None:
+    """Run queued jobs from the store in --data-dir (alongside or instead of `ltxtune serve`'s own worker)."""
+    setup_logging(settings.verbose)
+    run_worker(settings.service_config())
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `worker` to a typer app."""
+    app.command("serve")(command_from(ServeSettings, serve_command))
+    app.command("worker")(command_from(WorkerSettings, worker_command))

@@ -1,0 +1,127 @@
+"""The job store's tables beside `jobs`, in SQLite: logs, files, epochs and the outbox. A part of
+`SqliteStore` (it provides the connection: `_tx` for writes, `_read` for reads)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Sequence
+
+from ltxtune.jobs.records import EpochRecord, FileRecord, LogRecord, OutboxRecord
+from ltxtune.jobs.sqlite_schema import dumps
+from ltxtune.jobs.sqlite_schema import file_from_row as _file
+from ltxtune.jobs.sqlite_schema import outbox_from_row as _outbox
+
+
+def epoch_from_row(row: sqlite3.Row) -> EpochRecord:
+    return EpochRecord(row["job_id"], row["epoch"], row["step"], row["lora_file"], tuple(json.loads(row["sample_files"])))
+
+
+class AttachedTables:
+    def _tx(self, immediate: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    # -- logs -----------------------------------------------------------------------------------
+
+    def add_log(self, job_id: str, message: str, level: str = "INFO", source: str = "ltxtune", ts: float | None = None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO job_logs(job_id, ts, level, source, message) VALUES (?,?,?,?,?)",
+                (job_id, ts or time.time(), level, source, message),
+            )
+
+    def logs(self, job_id: str, after_id: int = 0) -> list[LogRecord]:
+        rows = self._read("SELECT * FROM job_logs WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after_id))
+        return [LogRecord(r["id"], r["job_id"], r["ts"], r["level"], r["source"], r["message"]) for r in rows]
+
+    # -- files and epochs -----------------------------------------------------------------------
+
+    def put_file(self, job_id: str, owner: str, role: str, path: Path, name: str, content_type: str, size: int) -> FileRecord:
+        """Record a stored file; the same (job, role) keeps its id when written again (a resumed run)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT id FROM files WHERE job_id = ? AND role = ?", (job_id, role)).fetchone()
+            file_id = row["id"] if row else uuid.uuid4().hex
+            conn.execute(
+                """INSERT INTO files(id, job_id, owner, role, path, name, content_type, size, created_at)
+                   VALUES (?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(job_id, role) DO UPDATE SET path = excluded.path, name = excluded.name,
+                   content_type = excluded.content_type, size = excluded.size, created_at = excluded.created_at""",
+                (file_id, job_id, owner, role, str(path), name, content_type, size, time.time()),
+            )
+            return _file(conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone())
+
+    def file(self, file_id: str) -> FileRecord | None:
+        rows = self._read("SELECT * FROM files WHERE id = ?", (file_id,))
+        return _file(rows[0]) if rows else None
+
+    def files(self, job_id: str) -> list[FileRecord]:
+        return [_file(r) for r in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY role", (job_id,))]
+
+    def delete_outputs(self, job_id: str) -> list[FileRecord]:
+        """Forget a job's files and epochs (partial work of a canceled run); returns what to delete on disk."""
+        with self._tx() as conn:
+            files = [_file(r) for r in conn.execute("SELECT * FROM files WHERE job_id = ?", (job_id,))]
+            conn.execute("DELETE FROM files WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM epochs WHERE job_id = ?", (job_id,))
+            return files
+
+    def put_epoch(self, job_id: str, epoch: int, step: int, lora_file: str, sample_files: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO epochs(job_id, epoch, step, lora_file, sample_files) VALUES (?,?,?,?,?)",
+                (job_id, epoch, step, lora_file, dumps(list(sample_files))),
+            )
+
+    def epochs(self, job_id: str) -> list[EpochRecord]:
+        rows = self._read("SELECT * FROM epochs WHERE job_id = ? ORDER BY epoch", (job_id,))
+        return [epoch_from_row(r) for r in rows]
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    def due_deliveries(self, limit: int = 20) -> list[OutboxRecord]:
+        """The first undelivered notification of each (job, url) queue, where it is due and not leased
+        by another deliverer. Later ones wait for it: delivery is in order per job and receiver."""
+        now = time.time()
+        rows = self._read(
+            """SELECT o.* FROM outbox o
+               JOIN (SELECT MIN(id) AS id FROM outbox WHERE delivered_at IS NULL AND dead = 0 GROUP BY job_id, url) head
+                 ON o.id = head.id
+               WHERE o.next_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)
+               ORDER BY o.next_at, o.id LIMIT ?""",
+            (now, now, limit),
+        )
+        return [_outbox(r) for r in rows]
+
+    def lease_delivery(self, outbox_id: int, seconds: float) -> bool:
+        now = time.time()
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET lease_until = ? WHERE id = ? AND delivered_at IS NULL AND dead = 0 AND (lease_until IS NULL OR lease_until < ?)",
+                (now + seconds, outbox_id, now),
+            )
+            return cursor.rowcount == 1
+
+    def delivered(self, outbox_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = ?",
+                (time.time(), outbox_id),
+            )
+
+    def delivery_failed(self, outbox_id: int, error: str, retry_at: float | None) -> None:
+        """Record a failed try; `retry_at` None gives up on this notification."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, lease_until = NULL, last_error = ?, next_at = COALESCE(?, next_at), dead = ? WHERE id = ?",
+                (error[:500], retry_at, 1 if retry_at is None else 0, outbox_id),
+            )
+
+    def outbox(self, job_id: str) -> list[OutboxRecord]:
+        return [_outbox(r) for r in self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))]
