@@ -91,15 +91,36 @@ def resolve_local_source(plan: TrainingPlan, request_path: Path) -> TrainingPlan
     return plan.model_copy(update={"dataset": plan.dataset.model_copy(update={"source_url": str(path)})})
 
 
+def family_for_model(model: str) -> str:
+    """--model: a family name, or weights (a checkpoint file or a diffusers directory) whose family is read
+    from them; weights are then what the family loads, through its environment variable."""
+    import os
+
+    from ltxtune.specs.common import Family
+
+    if model in {f.value for f in Family}:
+        return model
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise fail(f"--model must be one of: {', '.join(f.value for f in Family)}, or a checkpoint file or "
+                   f"diffusers directory ({model} does not exist)")
+    from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.models.family_check import identify
+
+    try:
+        family = identify(path)
+    except ModelNotAvailable as error:
+        raise fail(f"--model {model}: {error}") from None
+    os.environ[family.env_var] = str(path.resolve())
+    return family.name
+
+
 def plan_for_run(endpoint: str, request: Path, model: str | None, continue_from: Path | None) -> TrainingPlan:
     from ltxtune.specs.common import Family
 
     plan = resolve_local_source(plan_from_file(endpoint, request), request)
     if model is not None:
-        try:
-            plan = plan.with_family(Family(model))
-        except ValueError:
-            raise fail(f"--model must be one of: {', '.join(f.value for f in Family)}") from None
+        plan = plan.with_family(Family(family_for_model(model)))
     if continue_from is not None:
         if not continue_from.is_file():
             raise fail(f"--continue-from {continue_from} does not exist")
@@ -137,7 +158,8 @@ def train(
     endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
     request: Path = typer.Argument(..., help="The request body as JSON; the dataset may be a local zip."),
     out: Path = typer.Option(..., "--out", help="Work folder; run the same command again to resume."),
-    model: str | None = typer.Option(None, "--model", help="Override the model family: ltx2, ltx23 or tiny (no weights)."),
+    model: str | None = typer.Option(None, "--model", help="Override the model family (ltx2, ltx23, tiny), or weights to train on: an original "
+                                         "single-file checkpoint or a diffusers directory (the family is read from it)."),
     continue_from: Path | None = typer.Option(None, "--continue-from", help="Start from an existing LoRA of the same family."),
     cache_dir: Path = typer.Option(DEFAULT_CACHE, "--cache-dir", help="Where encoded latents and captions are cached."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -177,8 +199,45 @@ def models_list() -> None:
     from ltxtune.models.families import list_families
 
     for family in list_families():
-        source = f"${family.env_var} (default {family.default_repo_id})" if family.env_var else "built in code, no weights"
+        if family.default_repo_id:
+            source = f"${family.env_var} (a directory, a {family.single_file_name} file, or default {family.default_repo_id})"
+        else:
+            source = f"built in code, or ${family.env_var}"
         typer.echo(f"{family.name:6} {family.title}: {source}")
+
+
+@models_app.command("inspect")
+def models_inspect(path: Path = typer.Argument(..., help="An original single-file checkpoint or a diffusers directory.")) -> None:
+    """What a checkpoint or directory is: family, components, parameters, dtypes, config, trainable or not."""
+    from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.models.inspect import format_inspection, inspect_weights
+
+    try:
+        typer.echo(format_inspection(inspect_weights(path)))
+    except ModelNotAvailable as error:
+        raise fail(str(error), 1) from None
+
+
+@models_app.command("convert")
+def models_convert(
+    path: Path = typer.Argument(..., help="An original single-file checkpoint (e.g. ltx-2.3-22b-dev.safetensors)."),
+    out_dir: Path = typer.Argument(..., help="The diffusers-format pipeline directory to write."),
+) -> None:
+    """Write a diffusers-format pipeline directory (LTX2Pipeline.from_pretrained loads it) from an original checkpoint."""
+    import logging
+
+    from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.models.inspect import convert_checkpoint
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        converted = convert_checkpoint(path, out_dir)
+    except ModelNotAvailable as error:
+        raise fail(str(error), 1) from None
+    typer.echo(f"wrote {converted.directory}")
+    if converted.missing:
+        typer.echo(f"missing: {', '.join(converted.missing)}: {converted.message} Until then, pass them to "
+                   "LTX2Pipeline.from_pretrained(..., text_encoder=..., tokenizer=...).", err=True)
 
 
 @models_app.command("export")
