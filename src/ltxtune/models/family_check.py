@@ -87,6 +87,10 @@ def check_family(family: str | ModelFamily) -> None:
     if source is None:
         return
     check_weights(family, source.path, origin=f"{family.env_var}")
+    if source.single_file:
+        from .sources import resolve_gemma
+
+        resolve_gemma(source)  # the file has no text encoder: say now, not after the dataset is prepared
 
 
 def check_weights(family: str | ModelFamily, path: Path, origin: str) -> None:
