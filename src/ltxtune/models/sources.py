@@ -10,6 +10,7 @@ Hugging Face cache (default `google/gemma-3-12b-it`). Nothing is ever downloaded
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -64,11 +65,6 @@ def resolve(family: str | ModelFamily) -> ModelSource | None:
     return ModelSource(family=family, path=path, single_file=path.is_file())
 
 
-def source_for_path(path: str | os.PathLike, family: str | ModelFamily) -> ModelSource:
-    path = Path(path).expanduser()
-    return ModelSource(family=get_family(family), path=path, single_file=path.is_file())
-
-
 def resolve_gemma(source: ModelSource | None = None) -> Path:
     """The Gemma 3 directory for single-file sources; raises ModelNotAvailable saying what to set."""
     configured = os.environ.get(GEMMA_ENV, "").strip()
@@ -100,6 +96,12 @@ def _is_gemma_dir(path: Path) -> bool:
 
 def directory_fingerprint(path: Path) -> str:
     """sha256 over every file's relative path, size and mtime: cheap, and changes when any file does."""
+    path = Path(path)
+    return _fingerprint(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(path: Path, mtime_ns: int) -> str:  # cached per process: cache keys ask once per sample
     digest = hashlib.sha256()
     for file in sorted(p for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith(".")):
         stat = file.stat()
