@@ -216,3 +216,43 @@ def test_a_file_without_ltx_metadata_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"has no 'config' in its safetensors metadata, so it is not an original LTX-2"):
         converted_pipeline(plain)
     _assert_nothing_cached()
+
+
+def test_tensors_that_do_not_fit_the_metadata_are_refused_before_converting(files, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(files["ltx23"]))
+    with safe_open(str(files["ltx23"]), "pt") as handle:
+        metadata = handle.metadata()
+    tensors["model.diffusion_model.transformer_blocks.0.attn1.to_q.weight_scale"] = torch.ones(1)  # scaled-fp8 style
+    tensors["model.diffusion_model.proj_out.weight"] = torch.zeros(3, 3)
+    odd = tmp_path / "odd.safetensors"
+    save_file(tensors, str(odd), metadata=metadata)
+    with pytest.raises(CheckpointError) as info:
+        converted_pipeline(odd)
+    assert str(info.value) == (
+        f"checkpoint {odd}: its transformer tensors do not fit the architecture its metadata describes (2 problem(s): "
+        "unexpected model.diffusion_model.transformer_blocks.0.attn1.to_q.weight_scale; proj_out.weight is [3, 3], "
+        "LTX2VideoTransformer3DModel expects [16, 64])"
+    )
+    _assert_nothing_cached()
+
+
+def test_a_gemma_of_another_size_is_refused(files, monkeypatch, tmp_path):
+    import shutil
+
+    gemma = tmp_path / "gemma-other"
+    shutil.copytree(files["gemma"], gemma)
+    config = json.loads((gemma / "config.json").read_text())
+    config["text_config"]["num_hidden_layers"] = 4
+    (gemma / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("LTXTUNE_TINY_MODEL", str(files["ltx23"]))
+    monkeypatch.setenv("LTXTUNE_GEMMA_MODEL", str(gemma))
+    with pytest.raises(ModelMismatch) as info:
+        check_family("tiny")
+    assert str(info.value) == (
+        f"LTXTUNE_GEMMA_MODEL={gemma} is a text model of hidden size 32 with 4 layers, but LTXTUNE_TINY_MODEL={files['ltx23']} "
+        "reads hidden size 32 from 2 layers (Gemma 3 12B: 3840, 48). Point LTXTUNE_GEMMA_MODEL at the Gemma 3 model the "
+        "checkpoint was trained with."
+    )

@@ -88,9 +88,30 @@ def check_family(family: str | ModelFamily) -> None:
         return
     check_weights(family, source.path, origin=f"{family.env_var}")
     if source.single_file:
-        from .sources import resolve_gemma
+        check_gemma(source)  # the file has no text encoder: say now, not after the dataset is prepared
 
-        resolve_gemma(source)  # the file has no text encoder: say now, not after the dataset is prepared
+
+def check_gemma(source) -> None:
+    """The Gemma of a single-file source exists and has the hidden size and depth its text projection reads."""
+    from .single_file import OriginalCheckpoint
+    from .sources import GEMMA_ENV, resolve_gemma
+
+    gemma = resolve_gemma(source)
+    connectors = OriginalCheckpoint.open(source.path).configs["connectors"][1]
+    wanted = (connectors["caption_channels"], connectors["text_proj_in_factor"] - 1)
+    config_file = gemma / "text_encoder" / "config.json" if (gemma / "text_encoder").is_dir() else gemma / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+        text = config.get("text_config", config)
+        found = (text["hidden_size"], text["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelNotAvailable(f"{GEMMA_ENV}={gemma}: {config_file} is not a readable Gemma 3 config ({error})") from None
+    if found != wanted:
+        raise ModelMismatch(
+            f"{GEMMA_ENV}={gemma} is a text model of hidden size {found[0]} with {found[1]} layers, but {source.origin} "
+            f"reads hidden size {wanted[0]} from {wanted[1]} layers (Gemma 3 12B: 3840, 48). Point {GEMMA_ENV} at the Gemma "
+            "3 model the checkpoint was trained with."
+        )
 
 
 def check_weights(family: str | ModelFamily, path: Path, origin: str) -> None:

@@ -157,6 +157,7 @@ def convert_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike) -> C
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ModelNotAvailable(f"{out_dir} already exists and is not empty; choose a new output directory")
     checkpoint = OriginalCheckpoint.open(path)
+    checkpoint.check_against_classes()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-convert-", dir=out_dir.parent))
     try:

@@ -231,6 +231,30 @@ class OriginalCheckpoint:
                     if on_bytes is not None:
                         on_bytes(got)
 
+    def check_against_classes(self) -> None:
+        """Build each diffusers class on the meta device from the derived config and require every key and
+        shape to match (catches layouts this converter does not know, e.g. scaled-fp8 extra tensors)."""
+        import torch
+
+        from .load import _component_class
+
+        index = model_index(self.vocoder_class)
+        for component in COMPONENTS:
+            class_name, config = self.configs[component]
+            library = index[component][0]
+            with torch.device("meta"):
+                module = _component_class(library, class_name)(**config)
+            wanted = {key: list(t.shape) for key, t in module.state_dict().items()}
+            got = {new: self.header.tensors[old].shape for old, new in self.plan[component]}
+            problems = [f"missing {key}" for key in sorted(set(wanted) - set(got))]
+            problems += [f"unexpected {old}" for old, new in self.plan[component] if new not in wanted]
+            problems += [f"{key} is {got[key]}, {class_name} expects {wanted[key]}"
+                         for key in sorted(set(wanted) & set(got)) if wanted[key] != got[key]]
+            if problems:
+                shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+                raise CheckpointError(f"checkpoint {self.path}: its {component} tensors do not fit the architecture its "
+                                      f"metadata describes ({len(problems)} problem(s): {shown})")
+
     def total_bytes(self) -> int:
         return sum(self.header.tensors[old].end - self.header.tensors[old].start
                    for keys in self.plan.values() for old, _ in keys)
@@ -355,6 +379,7 @@ def converted_pipeline(path: str | os.PathLike) -> Path:
     target = root / f"{file_sha256(path)[:32]}-v{CONVERTER_VERSION}"
     if (target / "model_index.json").is_file():
         return target
+    checkpoint.check_against_classes()
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     started = time.monotonic()
