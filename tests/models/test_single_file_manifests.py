@@ -88,6 +88,7 @@ def test_every_key_converts_against_the_meta_device_classes(release, family):
         # ... and the same against the published diffusers-side key lists.
         assert got == {key: list(shape) for key, shape in reference["tensors"].items()}, component
         assert len(got) == reference["num_tensors"]
+    checkpoint.check_against_classes()  # the converter's own check before it writes anything
     # The architecture read from the metadata is the family's.
     transformer = checkpoint.configs["transformer"][1]
     assert _from_transformer_config(transformer, checkpoint.vocoder_class) == expected(family)
