@@ -75,6 +75,11 @@ def _rename(segments: list[str], mapping: dict[str, str]) -> list[str]:
     return [mapping.get(s, s) for s in segments]
 
 
+_DIT_TOP_BACK, _BLOCK_SEGMENTS_BACK = _invert(_DIT_TOP), _invert(_BLOCK_SEGMENTS)
+_TEXT_PROJECTION_BACK, _CONNECTOR_NAMES_BACK = _invert(_TEXT_PROJECTION), _invert(CONNECTOR_NAMES)
+_LATENT_STATS_BACK, _VOCODER_SEGMENTS_BACK = _invert(_LATENT_STATS), _invert(_VOCODER_SEGMENTS)
+
+
 class UnknownKey(KeyError):
     """A tensor name that no LTX-2 component owns."""
 
@@ -196,17 +201,16 @@ class KeyMap:
     def to_original(self, component: str, key: str) -> str:
         segments = key.split(".")
         if component == "transformer":
-            top = _invert(_DIT_TOP)
-            return DIT_PREFIX + ".".join([top.get(segments[0], segments[0]), *_rename(segments[1:], _invert(_BLOCK_SEGMENTS))])
+            top = _DIT_TOP_BACK.get(segments[0], segments[0])
+            return DIT_PREFIX + ".".join([top, *_rename(segments[1:], _BLOCK_SEGMENTS_BACK)])
         if component == "connectors":
-            projection = _invert(_TEXT_PROJECTION)
-            if segments[0] in projection:
-                return TEXT_PROJECTION_PREFIX + ".".join([projection[segments[0]], *segments[1:]])
-            connector = _invert(CONNECTOR_NAMES)[segments[0]]
-            return DIT_PREFIX + ".".join([connector, *_rename(segments[1:], _invert(_BLOCK_SEGMENTS))])
+            if segments[0] in _TEXT_PROJECTION_BACK:
+                return TEXT_PROJECTION_PREFIX + ".".join([_TEXT_PROJECTION_BACK[segments[0]], *segments[1:]])
+            connector = _CONNECTOR_NAMES_BACK[segments[0]]
+            return DIT_PREFIX + ".".join([connector, *_rename(segments[1:], _BLOCK_SEGMENTS_BACK)])
         if component == "vae":
-            if segments[0] in _invert(_LATENT_STATS):
-                return "vae.per_channel_statistics." + _invert(_LATENT_STATS)[segments[0]]
+            if segments[0] in _LATENT_STATS_BACK:
+                return "vae.per_channel_statistics." + _LATENT_STATS_BACK[segments[0]]
             part = segments[0]
             if part in ("encoder", "decoder"):
                 lookup = self._vae_original[part]
@@ -219,16 +223,15 @@ class KeyMap:
                         return "vae." + ".".join([part, blocks_name, str(lookup[path]), *tail])
             return "vae." + key
         if component == "audio_vae":
-            if segments[0] in _invert(_LATENT_STATS):
-                return "audio_vae.per_channel_statistics." + _invert(_LATENT_STATS)[segments[0]]
+            if segments[0] in _LATENT_STATS_BACK:
+                return "audio_vae.per_channel_statistics." + _LATENT_STATS_BACK[segments[0]]
             return "audio_vae." + key
         if component == "vocoder":
-            inverse = _invert(_VOCODER_SEGMENTS)
             if not self.bwe_vocoder:
-                return "vocoder." + ".".join(_rename(segments, inverse))
+                return "vocoder." + ".".join(_rename(segments, _VOCODER_SEGMENTS_BACK))
             if segments[0] == "mel_stft":
                 return "vocoder." + key
-            tail = _rename(segments[1:], inverse)
+            tail = _rename(segments[1:], _VOCODER_SEGMENTS_BACK)
             if "downsample" in tail and tail[tail.index("downsample") + 1] == "filter":
                 tail.insert(tail.index("downsample") + 1, "lowpass")
             return "vocoder." + ".".join([segments[0], *tail])
