@@ -172,6 +172,7 @@ def test_train_model_takes_a_checkpoint_and_reads_its_family(tmp_path, monkeypat
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "on tiny random LTX-2.3" in result.stderr
+    assert f"converted {checkpoint.name} in " in result.stderr  # before the dataset, as a job log line
     assert (tmp_path / "run" / "outputs" / "lora.safetensors").is_file()
     wrong = runner.invoke(app, [*args[:-4], "--model", str(_single_file(tmp_path, "ltx2"))])
     assert wrong.exit_code == 2 and "which no family ltxtune trains matches" in wrong.stderr

@@ -25,13 +25,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .checkpoint_config import ArchitectureError, diffusers_configs, is_ltx23
 from .families import ModelNotAvailable
 from .keymap import COMPONENTS, IGNORED_KEYS, KeyMap, UnknownKey, VaeBlocks, VaeLayoutError
 
-log = logging.getLogger("ltxtune.models")
+_logger = logging.getLogger("ltxtune.models")
+Log = Callable[[str], None]  # a progress line sink; the module logger when None
 
 CONVERTER_VERSION = "1"  # bump when the converted layout changes, so cached entries are rebuilt
 _CHUNK = 16 << 20
@@ -267,7 +268,7 @@ def cache_root() -> Path:
     return Path(base) / "converted"
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, log: Log | None = None) -> str:
     """sha256 of a file's bytes, remembered by (real path, size, mtime) in the cache root's hashes.json."""
     path = Path(path)
     stat = path.stat()
@@ -278,6 +279,7 @@ def file_sha256(path: Path) -> str:
     if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
         return known["sha256"]
     digest = hashlib.sha256()
+    _say(log, f"hashing {path.name} ({stat.st_size / 1e9:.1f} GB) once, to key the conversion cache")
     done, started, last = 0, time.monotonic(), time.monotonic()
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
@@ -287,7 +289,7 @@ def file_sha256(path: Path) -> str:
             done += got
             if time.monotonic() - last > 10:
                 last = time.monotonic()
-                _log_rate("hashing", path, done, stat.st_size, started)
+                _log_rate(log, "hashing", path, done, stat.st_size, started)
     value = digest.hexdigest()
     memo = _read_json(memo_path)  # re-read: another process may have added entries meanwhile
     memo[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}
@@ -295,11 +297,15 @@ def file_sha256(path: Path) -> str:
     return value
 
 
-def _log_rate(what: str, path: Path, done: int, total: int, started: float) -> None:
+def _say(log: Log | None, line: str) -> None:
+    (log or _logger.info)(line)
+
+
+def _log_rate(log: Log | None, what: str, path: Path, done: int, total: int, started: float) -> None:
     elapsed = max(time.monotonic() - started, 1e-6)
     rate = done / elapsed
     eta = (total - done) / rate if rate else 0.0
-    log.info("%s %s: %.1f of %.1f GB, %.0f MB/s, about %.0f s left", what, path.name, done / 1e9, total / 1e9, rate / 1e6, eta)
+    _say(log, f"{what} {path.name}: {done / 1e9:.1f} of {total / 1e9:.1f} GB, {rate / 1e6:.0f} MB/s, about {eta:.0f} s left")
 
 
 def _read_json(path: Path) -> dict:
@@ -332,7 +338,7 @@ def model_index(vocoder_class: str) -> dict[str, Any]:
     }
 
 
-def write_converted(checkpoint: OriginalCheckpoint, directory: Path) -> None:
+def write_converted(checkpoint: OriginalCheckpoint, directory: Path, log: Log | None = None) -> None:
     """Write the checkpoint's components as a diffusers pipeline directory without text encoder/tokenizer."""
     import diffusers
 
@@ -346,7 +352,7 @@ def write_converted(checkpoint: OriginalCheckpoint, directory: Path) -> None:
         done[0] += count
         if time.monotonic() - last[0] > 10:
             last[0] = time.monotonic()
-            _log_rate("converting", checkpoint.path, done[0], total, started)
+            _log_rate(log, "converting", checkpoint.path, done[0], total, started)
 
     for component in COMPONENTS:
         checkpoint.write_component(component, directory / component, on_bytes)
@@ -368,7 +374,7 @@ def _verify(directory: Path) -> None:
         json.loads((directory / component / "config.json").read_text())
 
 
-def converted_pipeline(path: str | os.PathLike) -> Path:
+def converted_pipeline(path: str | os.PathLike, log: Log | None = None) -> Path:
     """The cached diffusers-format directory of an original checkpoint, converting it on first use.
 
     Raises CheckpointError (naming the file) for anything unreadable; nothing is left in the cache then.
@@ -376,16 +382,16 @@ def converted_pipeline(path: str | os.PathLike) -> Path:
     path = Path(path)
     checkpoint = OriginalCheckpoint.open(path)  # validates before any hashing or writing
     root = cache_root()
-    target = root / f"{file_sha256(path)[:32]}-v{CONVERTER_VERSION}"
+    target = root / f"{file_sha256(path, log)[:32]}-v{CONVERTER_VERSION}"
     if (target / "model_index.json").is_file():
         return target
     checkpoint.check_against_classes()
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     started = time.monotonic()
-    log.info("converting %s (%.1f GB) to diffusers components in %s", path.name, checkpoint.total_bytes() / 1e9, target)
+    _say(log, f"converting {path.name} ({checkpoint.total_bytes() / 1e9:.1f} GB) to diffusers components in {target}")
     try:
-        write_converted(checkpoint, scratch / "pipeline")
+        write_converted(checkpoint, scratch / "pipeline", log)
         try:
             os.replace(scratch / "pipeline", target)
         except OSError:  # another process converted it first
@@ -393,5 +399,5 @@ def converted_pipeline(path: str | os.PathLike) -> Path:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info("converted %s in %.1f s", path.name, time.monotonic() - started)
+    _say(log, f"converted {path.name} in {time.monotonic() - started:.1f} s")
     return target

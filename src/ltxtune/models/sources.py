@@ -32,13 +32,14 @@ class ModelSource:
     def origin(self) -> str:
         return f"{self.family.env_var}={self.path}"
 
-    def pipeline_dir(self) -> Path:
-        """A diffusers-format directory with every component but (for a single file) Gemma and its tokenizer."""
+    def pipeline_dir(self, log=None) -> Path:
+        """A diffusers-format directory with every component but (for a single file) Gemma and its tokenizer;
+        a single file is converted on first use (progress lines go to `log`)."""
         if not self.single_file:
             return self.path
         from .single_file import converted_pipeline
 
-        return converted_pipeline(self.path)
+        return converted_pipeline(self.path, log)
 
     def text_location(self, part: str) -> tuple[Path, str | None]:
         """(directory, subfolder) of `text_encoder` or `tokenizer`."""
@@ -107,3 +108,17 @@ def _fingerprint(path: Path, mtime_ns: int) -> str:  # cached per process: cache
         stat = file.stat()
         digest.update(f"{file.relative_to(path)}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
+
+
+def prepare_source(family: str | ModelFamily, log=None) -> ModelSource | None:
+    """What a job calls first: resolve the family's weights, check they are the family's architecture (and
+    that a single file has a matching Gemma), and convert a single file now (cached), with progress lines
+    to `log`, so a bad or missing model stops the job before any data or GPU work."""
+    from .family_check import check_family
+
+    family = get_family(family)
+    check_family(family)
+    source = resolve(family)
+    if source is not None and source.single_file:
+        source.pipeline_dir(log)
+    return source
