@@ -109,3 +109,70 @@ def test_models_export_tiny_and_refuse_real(tmp_path):
     assert result.exit_code == 0 and (tmp_path / "tiny" / "model_index.json").exists()
     result = runner.invoke(app, ["models", "export", "ltx23", str(tmp_path / "x")])
     assert result.exit_code == 2 and "only the tiny family" in result.stderr
+
+
+def _single_file(tmp_path, variant="ltx23"):
+    from ltxtune.models import tiny
+
+    return tiny.write_tiny_single_file(tmp_path / f"tiny-{variant}.safetensors", variant)
+
+
+def test_models_inspect_says_what_a_checkpoint_is(tmp_path):
+    checkpoint = _single_file(tmp_path)
+    result = runner.invoke(app, ["models", "inspect", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{checkpoint}: original single file"
+    assert f"  family: tiny (ltxtune can train it: --model {checkpoint})" in lines
+    assert any(line.split()[:3] == ["transformer", "LTX2VideoTransformer3DModel", "403,160"] for line in lines)
+    assert any(line.split()[:2] == ["vocoder", "LTX2VocoderWithBWE"] for line in lines)
+    other = runner.invoke(app, ["models", "inspect", str(_single_file(tmp_path, "ltx2"))])
+    assert other.exit_code == 0 and "ltxtune cannot train it" in other.stdout and "LTX2Vocoder " in other.stdout
+    missing = runner.invoke(app, ["models", "inspect", str(tmp_path / "nothing.safetensors")])
+    assert missing.exit_code == 1 and "nothing.safetensors does not exist" in missing.stderr
+
+
+def test_models_convert_writes_a_pipeline_diffusers_loads(tmp_path, monkeypatch):
+    import torch
+    from diffusers import LTX2Pipeline
+
+    from ltxtune.models import tiny
+
+    monkeypatch.setenv("LTXTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    checkpoint = _single_file(tmp_path)
+    bare = runner.invoke(app, ["models", "convert", str(checkpoint), str(tmp_path / "bare")])
+    assert bare.exit_code == 0 and "missing: text_encoder, tokenizer: Gemma 3 text encoder not found" in bare.stderr
+    monkeypatch.setenv("LTXTUNE_GEMMA_MODEL", str(tiny.export_tiny_text_encoder(tmp_path / "gemma")))
+    result = runner.invoke(app, ["models", "convert", str(checkpoint), str(tmp_path / "full")])
+    assert result.exit_code == 0 and result.stdout.strip() == f"wrote {tmp_path / 'full'}", result.output
+    pipe = LTX2Pipeline.from_pretrained(tmp_path / "full")
+    reference = tiny.build_tiny_components()
+    for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder", "text_encoder"):
+        got, want = getattr(pipe, name).state_dict(), reference[name].state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), name
+    again = runner.invoke(app, ["models", "convert", str(checkpoint), str(tmp_path / "full")])
+    assert again.exit_code == 1 and "already exists and is not empty" in again.stderr
+
+
+def test_train_model_takes_a_checkpoint_and_reads_its_family(tmp_path, monkeypatch):
+    from ltxtune.models import tiny
+
+    monkeypatch.setenv("LTXTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LTXTUNE_TINY_MODEL", "")  # `--model PATH` sets it; restored after the test
+    checkpoint = _single_file(tmp_path)
+    request = _request(tmp_path, number_of_steps=100, trigger_phrase="TOK")
+    args = ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--out", str(tmp_path / "run"),
+            "--model", str(checkpoint), "--cache-dir", str(tmp_path / "latents")]
+    monkeypatch.setenv("LTXTUNE_GEMMA_MODEL", str(tmp_path / "no-gemma"))
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "Gemma 3 text encoder not found" in refused.stderr
+    assert not (tmp_path / "run" / "prepared").exists()  # stopped before the dataset was prepared
+    monkeypatch.setenv("LTXTUNE_GEMMA_MODEL", str(tiny.export_tiny_text_encoder(tmp_path / "gemma")))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "on tiny random LTX-2.3" in result.stderr
+    assert f"converted {checkpoint.name} in " in result.stderr  # before the dataset, as a job log line
+    assert (tmp_path / "run" / "outputs" / "lora.safetensors").is_file()
+    wrong = runner.invoke(app, [*args[:-4], "--model", str(_single_file(tmp_path, "ltx2"))])
+    assert wrong.exit_code == 2 and "which no family ltxtune trains matches" in wrong.stderr

@@ -20,6 +20,9 @@ def offline_hf(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("LTXTUNE_LTX2_MODEL", raising=False)
     monkeypatch.delenv("LTXTUNE_LTX23_MODEL", raising=False)
+    monkeypatch.delenv("LTXTUNE_TINY_MODEL", raising=False)
+    monkeypatch.delenv("LTXTUNE_GEMMA_MODEL", raising=False)
+    monkeypatch.setenv("LTXTUNE_CACHE_DIR", str(tmp_path / "ltxtune-cache"))
 
 
 @pytest.fixture

@@ -99,3 +99,18 @@ def test_a_real_family_loads_every_component_from_a_diffusers_directory(monkeypa
     assert load.load_scheduler("ltx23").config.time_shift_type == "exponential"
     encoder = load.load_text_encoder("ltx23", max_sequence_length=32)
     assert encoder.encode("hello").video.shape == (1, 32, 64)
+
+
+def test_env_var_may_name_an_original_single_file(monkeypatch, tmp_path):
+    checkpoint = tmp_path / "ltx-2.3-22b-dev.safetensors"
+    checkpoint.write_bytes(b"\0" * 16)
+    monkeypatch.setenv("LTXTUNE_LTX23_MODEL", str(checkpoint))
+    assert get_family("ltx23").resolve_source() == checkpoint
+    other = tmp_path / "weights.bin"
+    other.write_bytes(b"\0")
+    monkeypatch.setenv("LTXTUNE_LTX23_MODEL", str(other))
+    with pytest.raises(ModelNotAvailable, match=r"weights.bin' is a file but not a .safetensors checkpoint\. Download.*"
+                                                r"or set LTXTUNE_LTX23_MODEL to the original single file "
+                                                r"\(ltx-2.3-22b-dev.safetensors\) and LTXTUNE_GEMMA_MODEL"):
+        get_family("ltx23").resolve_source()
+    assert get_family("tiny").resolve_source() is None  # built in code unless LTXTUNE_TINY_MODEL is set

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import os
 import typing
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -55,13 +56,26 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
 
 
 def parse_model(model: str | None) -> Family | None:
-    """`--model tiny`: a model family overriding the request's, or None."""
+    """`--model`: a family name overriding the request's, or weights to train on (an original single-file
+    checkpoint or a diffusers directory) whose family is read from them. Weights then become what that
+    family loads, through its environment variable (inherited by training children)."""
     if model is None:
         return None
-    try:
+    if model in {f.value for f in Family}:
         return Family(model)
-    except ValueError:
-        raise fail(f"--model must be one of: {', '.join(f.value for f in Family)}") from None
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise fail(f"--model must be one of: {', '.join(f.value for f in Family)}, or a checkpoint file or "
+                   f"diffusers directory ({model} does not exist)")
+    from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.models.family_check import identify
+
+    try:
+        family = identify(path)
+    except ModelNotAvailable as error:
+        raise fail(f"--model {model}: {error}") from None
+    os.environ[family.env_var] = str(path.resolve())
+    return Family(family.name)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -72,7 +86,8 @@ PRICES_HELP = "A JSON file overriding entries of the price table (see ltxtune.sp
 PRICES = typer.Option(None, "--prices", help=PRICES_HELP)
 ALLOW_PRIVATE_HELP = "Allow dataset and webhook URLs on loopback and private networks."
 ALLOW_PRIVATE = typer.Option(False, "--allow-private-urls", help=ALLOW_PRIVATE_HELP)
-MODEL_HELP = "Override the model family: ltx2, ltx23 or tiny (no weights)."
+MODEL_HELP = ("Override the model family (ltx2, ltx23, tiny), or weights to train on: an original "
+              "single-file checkpoint or a diffusers directory (the family is read from it).")
 
 
 def option(default: Any, *names: str, **kwargs: Any) -> Any:

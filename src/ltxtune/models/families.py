@@ -3,10 +3,12 @@
 This module is pure data plus the rule that finds a family's weights. It imports neither torch nor
 diffusers, so the API process can list and validate families cheaply.
 
-Weights are never downloaded by ltxtune. A real family's weights come from a diffusers-format
-pipeline directory (the layout `LTX2Pipeline.save_pretrained` writes, with `model_index.json`) named
-by an environment variable, or from a Hugging Face repo id that is already in the local HF cache
-(looked up with `local_files_only=True`, i.e. `HF_HUB_OFFLINE=1` semantics).
+Weights are never downloaded by ltxtune. A real family's weights come from what its environment
+variable names: a diffusers-format pipeline directory (the layout `LTX2Pipeline.save_pretrained`
+writes, with `model_index.json`), an original single-file checkpoint as Lightricks publishes it
+(converted on first use by `ltxtune.models.single_file`, with Gemma 3 from `LTXTUNE_GEMMA_MODEL`),
+or a Hugging Face repo id that is already in the local HF cache (looked up with
+`local_files_only=True`, i.e. `HF_HUB_OFFLINE=1` semantics).
 """
 
 from __future__ import annotations
@@ -28,41 +30,26 @@ class UnknownModelFamily(ValueError):
 class ModelFamily:
     """Everything the rest of ltxtune needs to know about one model family.
 
-    Class names are the names `model_index.json` of a diffusers-format LTX-2 pipeline uses (library in
-    parentheses): the classes are resolved lazily by `ltxtune.models.load`.
+    Components are loaded by `ltxtune.models.load` with the classes the weights' own `model_index.json`
+    (or, for an original single file, its metadata) names; the architecture fields here are what
+    `ltxtune.models.family_check` compares those weights against.
     """
 
     name: str
     title: str
-    description: str
-    # --- architecture (diffusers / transformers class names) ---
-    pipeline_class: str  # diffusers
-    transformer_class: str  # diffusers
-    vae_class: str  # diffusers
-    audio_vae_class: str  # diffusers
-    vocoder_class: str  # diffusers.pipelines.ltx2
-    connectors_class: str  # diffusers.pipelines.ltx2
-    text_encoder_class: str  # transformers
-    tokenizer_class: str  # transformers
-    scheduler_class: str  # diffusers
-    text_encoder_name: str
+    # --- architecture, checked against the weights (`ltxtune.models.family_check`) ---
+    ltx_version: str  # "2.0" or "2.3": 2.3 adds gated attention, prompt AdaLN, per-stream text projections
+    vocoder_class: str  # diffusers.pipelines.ltx2: LTX2Vocoder (2.0) or LTX2VocoderWithBWE (2.3)
     num_layers: int
-    video_dim: int
-    audio_dim: int
+    video_dim: int  # video stream width (heads x head dim)
+    audio_dim: int  # audio stream width
     # --- latent geometry ---
-    latent_channels: int  # video VAE latent channels (transformer in_channels)
-    audio_latent_channels: int  # audio VAE latent channels
-    audio_latent_mel_bins: int  # mel bins after the audio VAE's 4x mel compression
     spatial_compression: int  # pixels per latent cell (width and height)
     temporal_compression: int  # frames per latent frame after the first (frames = 8k+1)
     audio_temporal_compression: int  # mel frames per audio latent frame
     # --- audio ---
     audio_sample_rate: int  # waveform rate the audio VAE's mel front end expects
-    audio_channels: int  # the audio VAE takes stereo mels
-    mel_bins: int
     mel_hop_length: int
-    mel_n_fft: int
-    vocoder_sample_rate: int  # rate of the waveform the vocoder produces
     # --- text ---
     max_sequence_length: int  # tokens per prompt (padded); LTX2Pipeline's default is 1024
     # --- conditioning conventions ---
@@ -70,23 +57,19 @@ class ModelFamily:
     # --- preview (validation sampling) defaults; LTX2Pipeline.__call__ defaults unless noted ---
     default_guidance_scale: float
     default_audio_guidance_scale: float
-    default_stg_scale: float
     default_stg_blocks: tuple[int, ...]
     default_modality_scale: float
     default_guidance_rescale: float
     default_num_inference_steps: int
-    default_frame_rate: float
-    default_width: int
-    default_height: int
-    default_num_frames: int
     # --- where the weights come from ---
-    env_var: str | None
+    env_var: str  # a diffusers-format directory, an original single file, or a cached repo id
     default_repo_id: str | None
+    single_file_name: str | None  # the official original-layout release file, for messages
 
     @property
     def is_tiny(self) -> bool:
-        """True for the random stand-in that is built in code (no weights, no download)."""
-        return self.env_var is None
+        """True for the small random stand-in (built in code unless its variable names weights)."""
+        return self.name == "tiny"
 
     @property
     def default_negative_prompt(self) -> str:
@@ -130,23 +113,28 @@ class ModelFamily:
         if problems:
             raise ValueError(f"{self.name}: " + "; ".join(problems))
 
-    def resolve_source(self) -> Path:
-        """Local diffusers-format directory holding this family's weights.
+    def resolve_source(self) -> Path | None:
+        """Where this family's weights are: a diffusers-format directory or an original single file.
 
-        Order: the family's environment variable (a directory, or a repo id already in the HF cache),
-        then the default repo id if it is in the HF cache. Never downloads.
-        Raises ModelNotAvailable with one message naming what to download and which variable to set.
+        Order: the family's environment variable (a directory with model_index.json, an original
+        `.safetensors` single file, or a repo id already in the HF cache), then the default repo id if
+        it is in the HF cache. Never downloads. The tiny family returns None when its variable is unset
+        (it is built in code). Raises ModelNotAvailable with one message naming what to download and
+        which variable to set.
         """
-        if self.env_var is None:
-            raise ValueError(f"{self.name} is built in code and has no weights to resolve")
         configured = os.environ.get(self.env_var, "").strip()
+        if self.is_tiny and not configured:
+            return None
         value = configured or self.default_repo_id or ""
         origin = f"{self.env_var}={configured!r}" if configured else f"the default repo {value!r}"
         if value and _looks_like_path(value):
             path = Path(value).expanduser()
+            if path.is_file() and path.suffix == ".safetensors":
+                return path
             if (path / "model_index.json").is_file():
                 return path
-            what = "does not exist" if not path.exists() else "has no model_index.json"
+            what = "does not exist" if not path.exists() else (
+                "is a file but not a .safetensors checkpoint" if path.is_file() else "has no model_index.json")
             raise ModelNotAvailable(f"{origin} {what}. " + self._download_hint())
         if value:
             cached = _cached_snapshot(value)
@@ -157,12 +145,16 @@ class ModelFamily:
         )
 
     def _download_hint(self) -> str:
+        if self.default_repo_id is None:
+            return (f"{self.env_var} must name a diffusers-format directory (model_index.json) or an original "
+                    "single-file checkpoint (.safetensors).")
         repo = self.default_repo_id
         return (
             f"Download the diffusers-format {self.title} pipeline (for example `hf download {repo} --local-dir "
             f"/models/{self.name}`; model_index.json and the component folders it lists are enough) and set "
             f"{self.env_var}=/models/{self.name} (a directory with model_index.json, or a Hugging Face repo id already "
-            f"in the local cache). ltxtune never downloads weights itself."
+            f"in the local cache), or set {self.env_var} to the original single file ({self.single_file_name}) "
+            f"and LTXTUNE_GEMMA_MODEL to a Gemma 3 12B directory. ltxtune never downloads weights itself."
         )
 
 
@@ -184,58 +176,35 @@ def _cached_snapshot(repo_id: str) -> Path | None:
         return None
 
 
-_LTX_CLASSES = dict(
-    pipeline_class="LTX2Pipeline",
-    transformer_class="LTX2VideoTransformer3DModel",
-    vae_class="AutoencoderKLLTX2Video",
-    audio_vae_class="AutoencoderKLLTX2Audio",
-    connectors_class="LTX2TextConnectors",
-    text_encoder_class="Gemma3ForConditionalGeneration",
-    tokenizer_class="GemmaTokenizer",
-    scheduler_class="FlowMatchEulerDiscreteScheduler",
-)
 _LTX_GEOMETRY = dict(
     spatial_compression=32,
     temporal_compression=8,
     audio_temporal_compression=4,
     audio_sample_rate=16000,
-    audio_channels=2,
     mel_hop_length=160,
-    mel_n_fft=1024,
 )
 _PREVIEW = dict(
     default_guidance_scale=3.0,
     default_audio_guidance_scale=7.0,
-    default_stg_scale=1.0,
     default_modality_scale=3.0,
     default_guidance_rescale=0.7,
-    default_frame_rate=24.0,
 )
 
 LTX2 = ModelFamily(
     name="ltx2",
     title="LTX-2 (19B)",
-    description="LTX-2 19B audio-video DiT: 48 blocks, video 32x128=4096, audio 32x64=2048, Gemma 3 12B text encoder.",
+    ltx_version="2.0",
     vocoder_class="LTX2Vocoder",
-    text_encoder_name="Gemma 3 12B",
     num_layers=48,
     video_dim=4096,
     audio_dim=2048,
-    latent_channels=128,
-    audio_latent_channels=8,
-    audio_latent_mel_bins=16,
-    mel_bins=64,
-    vocoder_sample_rate=24000,
     max_sequence_length=1024,
     use_cross_timestep=False,
     default_stg_blocks=(29,),
     default_num_inference_steps=30,
-    default_width=768,
-    default_height=512,
-    default_num_frames=121,
     env_var="LTXTUNE_LTX2_MODEL",
     default_repo_id="Lightricks/LTX-2",
-    **_LTX_CLASSES,
+    single_file_name="ltx-2-19b-dev.safetensors",
     **_LTX_GEOMETRY,
     **_PREVIEW,
 )
@@ -243,62 +212,40 @@ LTX2 = ModelFamily(
 LTX23 = ModelFamily(
     name="ltx23",
     title="LTX-2.3 (22B)",
-    description=(
-        "LTX-2.3 22B audio-video DiT: gated attention, prompt AdaLN, per-modality text projections in the "
-        "connectors, BigVGAN vocoder with bandwidth extension (48 kHz), Gemma 3 12B text encoder."
-    ),
+    ltx_version="2.3",
     vocoder_class="LTX2VocoderWithBWE",
-    text_encoder_name="Gemma 3 12B",
     num_layers=48,
     video_dim=4096,
     audio_dim=2048,
-    latent_channels=128,
-    audio_latent_channels=8,
-    audio_latent_mel_bins=16,
-    mel_bins=64,
-    vocoder_sample_rate=48000,
     max_sequence_length=1024,
     use_cross_timestep=True,
     default_stg_blocks=(28,),
     default_num_inference_steps=30,
-    default_width=768,
-    default_height=512,
-    default_num_frames=121,
     env_var="LTXTUNE_LTX23_MODEL",
     # The only diffusers-format LTX-2.3 id named in diffusers' own source (LTX2InContextPipeline example).
     default_repo_id="diffusers/LTX-2.3-Diffusers",
-    **_LTX_CLASSES,
+    single_file_name="ltx-2.3-22b-dev.safetensors",
     **_LTX_GEOMETRY,
     **_PREVIEW,
 )
 
+# LTX-2.3 architecture with 2 blocks, 2 heads and tiny channels (`ltxtune.models.tiny`), random weights
+# from a fixed seed, built in code unless LTXTUNE_TINY_MODEL names weights of that shape.
 TINY = ModelFamily(
     name="tiny",
     title="tiny random LTX-2.3",
-    description=(
-        "LTX-2.3 architecture with 2 blocks, 2 heads and tiny channels, random weights from a fixed seed; "
-        "built in code for tests and CPU smoke runs. Same 32x/8x compression as the real models."
-    ),
+    ltx_version="2.3",
     vocoder_class="LTX2VocoderWithBWE",
-    text_encoder_name="tiny Gemma 3",
     num_layers=2,
     video_dim=64,
     audio_dim=32,
-    latent_channels=16,
-    audio_latent_channels=4,
-    audio_latent_mel_bins=4,
-    mel_bins=16,
-    vocoder_sample_rate=48000,
     max_sequence_length=64,
     use_cross_timestep=True,
     default_stg_blocks=(1,),
     default_num_inference_steps=4,
-    default_width=64,
-    default_height=64,
-    default_num_frames=9,
-    env_var=None,
+    env_var="LTXTUNE_TINY_MODEL",
     default_repo_id=None,
-    **_LTX_CLASSES,
+    single_file_name=None,
     **_LTX_GEOMETRY,
     **_PREVIEW,
 )

@@ -4,10 +4,12 @@ Training order: `load_text_encoder` -> encode and cache captions -> drop it; `lo
 `load_audio_vae` -> encode and cache clips -> drop them; `load_transformer` -> train; `load_pipeline`
 (reusing the trained transformer) for validation previews.
 
-Real families load from the diffusers-format directory `family.resolve_source()` finds (never a
-download), each component from its subfolder with the class `model_index.json` names, exactly as
-`DiffusionPipeline.from_pretrained` would. The tiny family builds every component from its
-constructor with a fixed seed (`ltxtune.models.tiny`).
+Real families load from the source `ltxtune.models.sources.resolve` finds (never a download): a
+diffusers-format directory, each component from its subfolder with the class `model_index.json`
+names, exactly as `DiffusionPipeline.from_pretrained` would; or an original single-file checkpoint,
+converted once into a cached diffusers directory (`ltxtune.models.single_file`), with Gemma 3 and its
+tokenizer from `LTXTUNE_GEMMA_MODEL`. The tiny family builds every component from its constructor
+with a fixed seed (`ltxtune.models.tiny`) unless `LTXTUNE_TINY_MODEL` names weights.
 
 Every loaded module is in eval mode with `requires_grad=False`; `ltxtune.models.lora.inject_lora`
 adds the trainable parameters.
@@ -24,6 +26,7 @@ import torch
 
 from . import tiny
 from .families import ModelFamily, ModelNotAvailable, get_family
+from .sources import ModelSource, resolve
 from .text import TextEncoder
 
 Device = torch.device | str
@@ -39,7 +42,7 @@ def _frozen(module: torch.nn.Module, device: Device, dtype: torch.dtype | None) 
 def load_connectors(family: str | ModelFamily, device: Device = "cpu", dtype: torch.dtype | None = None):
     """The text connectors alone (the pipelines run them on pre-connector prompt states)."""
     family = get_family(family)
-    module = tiny.build_tiny_connectors() if family.is_tiny else _load_real(family, "connectors", dtype)
+    module = tiny.build_tiny_connectors() if _builtin(family) else _load_real(family, "connectors", dtype)
     return _frozen(module, device, dtype)
 
 
@@ -51,42 +54,61 @@ def _component_class(library: str, class_name: str):
     return getattr(importlib.import_module(module), class_name)
 
 
+def _builtin(family: ModelFamily) -> bool:
+    """True when the family is built in code (tiny without LTXTUNE_TINY_MODEL)."""
+    return resolve(family) is None
+
+
 def _load_real(family: ModelFamily, subfolder: str, dtype: torch.dtype | None = None):
-    source = family.resolve_source()
-    index = json.loads((source / "model_index.json").read_text())
+    source = resolve(family)
+    if source.single_file and subfolder in ("text_encoder", "tokenizer"):
+        return _load_gemma(source, subfolder, dtype)
+    root = source.pipeline_dir()
+    index = json.loads((root / "model_index.json").read_text())
     entry = index.get(subfolder)
-    if not entry or entry[0] is None or not (source / subfolder).is_dir():
+    if not entry or entry[0] is None or not (root / subfolder).is_dir():
         raise ModelNotAvailable(
-            f"{source} has no usable '{subfolder}' component (incomplete download?); "
+            f"{root} has no usable '{subfolder}' component (incomplete download?); "
             f"{family.env_var} must name a complete diffusers-format {family.title} pipeline directory"
         )
     cls = _component_class(entry[0], entry[1])
     if subfolder == "tokenizer":
-        return cls.from_pretrained(source / subfolder)
+        return cls.from_pretrained(root / subfolder)
     if subfolder == "scheduler":
-        return cls.from_pretrained(source, subfolder=subfolder)
+        return cls.from_pretrained(root, subfolder=subfolder)
     if entry[0] == "transformers":
-        return cls.from_pretrained(source, subfolder=subfolder, dtype=dtype)
-    return cls.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype)
+        return cls.from_pretrained(root, subfolder=subfolder, dtype=dtype)
+    return cls.from_pretrained(root, subfolder=subfolder, torch_dtype=dtype)
+
+
+def _load_gemma(source: ModelSource, part: str, dtype: torch.dtype | None):
+    """Gemma 3 (the class LTX2Pipeline declares) or its tokenizer from the LTXTUNE_GEMMA_MODEL directory."""
+    from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
+
+    root, subfolder = source.text_location(part)
+    extra = {"subfolder": subfolder} if subfolder else {}
+    if part == "tokenizer":
+        return AutoTokenizer.from_pretrained(root, **extra)
+    return Gemma3ForConditionalGeneration.from_pretrained(root, dtype=dtype, **extra)
 
 
 def model_source(family: str | ModelFamily) -> Path | None:
-    """The directory a real family loads from (None for tiny); raises ModelNotAvailable."""
-    family = get_family(family)
-    return None if family.is_tiny else family.resolve_source()
+    """The directory or single file a family loads from (None when built in code); raises ModelNotAvailable."""
+    source = resolve(family)
+    return None if source is None else source.path
 
 
 def load_transformer(family: str | ModelFamily, device: Device = "cpu", dtype: torch.dtype | None = None):
     """`LTX2VideoTransformer3DModel`, frozen. See `ltxtune.models.forward` for how to call it."""
     family = get_family(family)
-    module = tiny.build_tiny_transformer() if family.is_tiny else _load_real(family, "transformer", dtype)
+    module = tiny.build_tiny_transformer() if _builtin(family) else _load_real(family, "transformer", dtype)
     return _frozen(module, device, dtype)
 
 
 def load_video_vae(family: str | ModelFamily, device: Device = "cpu", dtype: torch.dtype | None = None):
     """`AutoencoderKLLTX2Video`, frozen. Use `latents.encode_video` / `latents.decode_video` with it."""
     family = get_family(family)
-    module = tiny.build_tiny_video_vae() if family.is_tiny else _load_real(family, "vae", dtype)
+    module = tiny.build_tiny_video_vae() if _builtin(family) else _load_real(family, "vae", dtype)
     return _frozen(module, device, dtype)
 
 
@@ -97,21 +119,21 @@ def load_audio_vae(family: str | ModelFamily, device: Device = "cpu", dtype: tor
     `config.sample_rate` (16 kHz) with hop `config.mel_hop_length` (160); see `ltxtune.models.audio`.
     """
     family = get_family(family)
-    module = tiny.build_tiny_audio_vae() if family.is_tiny else _load_real(family, "audio_vae", dtype)
+    module = tiny.build_tiny_audio_vae() if _builtin(family) else _load_real(family, "audio_vae", dtype)
     return _frozen(module, device, dtype)
 
 
 def load_vocoder(family: str | ModelFamily, device: Device = "cpu", dtype: torch.dtype | None = None):
     """`LTX2Vocoder` (LTX-2) or `LTX2VocoderWithBWE` (LTX-2.3): mel (B, 2, T, mel_bins) -> waveform."""
     family = get_family(family)
-    module = tiny.build_tiny_vocoder() if family.is_tiny else _load_real(family, "vocoder", dtype)
+    module = tiny.build_tiny_vocoder() if _builtin(family) else _load_real(family, "vocoder", dtype)
     return _frozen(module, device, dtype)
 
 
 def load_scheduler(family: str | ModelFamily):
     """The pipeline's `FlowMatchEulerDiscreteScheduler` (its config holds the LTX-2 time-shift settings)."""
     family = get_family(family)
-    return tiny.build_tiny_scheduler() if family.is_tiny else _load_real(family, "scheduler")
+    return tiny.build_tiny_scheduler() if _builtin(family) else _load_real(family, "scheduler")
 
 
 def load_text_encoder(
@@ -125,7 +147,7 @@ def load_text_encoder(
     use the same value for training and previews.
     """
     family = get_family(family)
-    if family.is_tiny:
+    if _builtin(family):
         tokenizer, text_encoder, connectors = (
             tiny.build_tiny_tokenizer(), tiny.build_tiny_text_encoder(), tiny.build_tiny_connectors()
         )
@@ -150,7 +172,8 @@ def load_pipeline(
     models consider `pipe.enable_model_cpu_offload()` instead of moving everything to the GPU.
     """
     family = get_family(family)
-    if family.is_tiny:
+    source = resolve(family)
+    if source is None:
         from diffusers import LTX2Pipeline
 
         components = tiny.build_tiny_components()
@@ -161,7 +184,9 @@ def load_pipeline(
         from diffusers import LTX2Pipeline
 
         extra = {"transformer": transformer} if transformer is not None else {}
-        pipe = LTX2Pipeline.from_pretrained(family.resolve_source(), torch_dtype=dtype, **extra)
+        if source.single_file:
+            extra.update(text_encoder=_load_gemma(source, "text_encoder", dtype), tokenizer=_load_gemma(source, "tokenizer", None))
+        pipe = LTX2Pipeline.from_pretrained(source.pipeline_dir(), torch_dtype=dtype, **extra)
     if dtype is not None:
         for name in ("vae", "audio_vae", "text_encoder", "connectors", "vocoder"):
             getattr(pipe, name).to(dtype)

@@ -297,3 +297,23 @@ def _fill_mel_stft(vocoder: torch.nn.Module) -> None:
     stft.inverse_basis.copy_(basis[:, None, :].to(stft.inverse_basis.dtype))
     fb = mel_filterbank(sample_rate=config.input_sampling_rate, n_fft=n_fft, n_mels=config.num_mel_channels)
     vocoder.mel_stft.mel_basis.copy_(fb.to(vocoder.mel_stft.mel_basis.dtype))
+
+
+def write_tiny_single_file(path: str | os.PathLike, variant: Variant = "ltx23") -> Path:
+    """The tiny base as one original-layout file (the layout of `ltx-2.3-22b-dev.safetensors`).
+
+    Written by the converter's inverse (`ltxtune.models.single_file_write`); Gemma is not in it (see
+    `export_tiny_text_encoder`).
+    """
+    from .single_file_write import write_original
+
+    components = build_tiny_components(variant)
+    return write_original(path, {name: components[name] for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder")})
+
+
+def export_tiny_text_encoder(directory: str | os.PathLike) -> Path:
+    """The tiny Gemma 3 and its tokenizer as one Hugging Face model directory (what `LTXTUNE_GEMMA_MODEL` names)."""
+    directory = Path(directory)
+    build_tiny_text_encoder().save_pretrained(directory, safe_serialization=True)
+    build_tiny_tokenizer().save_pretrained(directory)
+    return directory

@@ -32,8 +32,11 @@ CACHE_VERSION = "1"
 
 
 def weights_id(family: ModelFamily) -> str:
-    """What identifies the weights a cache entry was encoded with."""
-    return "tiny-seeded" if family.is_tiny else str(family.resolve_source())
+    """What identifies the weights a cache entry was encoded with: changes whenever their content does."""
+    from ltxtune.models.sources import resolve
+
+    source = resolve(family)
+    return "tiny-seeded" if source is None else source.content_id()
 
 
 def cache_key(*parts: object) -> str:

@@ -19,6 +19,7 @@ from ltxtune.data.fetch import fetch_file
 from ltxtune.data.manifest import MANIFEST, PreparedDataset
 from ltxtune.data.prepare import prepare_dataset
 from ltxtune.models.families import ModelFamily, get_family
+from ltxtune.models.sources import prepare_source
 from ltxtune.models.load import load_transformer
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
 from ltxtune.specs.plan import TrainingPlan
@@ -93,6 +94,7 @@ def run_job(
     outputs_dir = work_dir / "outputs"
     outputs_dir.mkdir(parents=True, exist_ok=True)
     family = get_family(plan.family.value)
+    prepare_source(family, log=lambda line: on_event(LogLine(line)))  # wrong or missing weights stop the job here
     device = pick_device(settings.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     on_event(LogLine(f"ltxtune {__version__}: {plan.endpoint} ({plan.mode.value}) on {family.title}, {device.type}"))
