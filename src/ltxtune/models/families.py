@@ -13,6 +13,7 @@ or a Hugging Face repo id that is already in the local HF cache (looked up with
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +267,11 @@ def get_family(name: str | ModelFamily) -> ModelFamily:
 
 def list_families() -> list[ModelFamily]:
     return list(FAMILIES.values())
+
+
+def component_class(library: str, class_name: str):
+    """model_index.json's (library, class) -> class, the way DiffusionPipeline resolves it."""
+    module = {"ltx2": "diffusers.pipelines.ltx2"}.get(library, library)
+    if module not in ("diffusers", "transformers", "diffusers.pipelines.ltx2"):
+        raise ModelNotAvailable(f"model_index.json names an unsupported library {library!r} for {class_name}")
+    return getattr(importlib.import_module(module), class_name)

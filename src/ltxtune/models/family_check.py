@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .families import ModelFamily, ModelNotAvailable, get_family, list_families
+from .sources import GEMMA_ENV, ModelSource, resolve, resolve_gemma
 
 
 class ModelMismatch(ModelNotAvailable):
@@ -80,8 +81,6 @@ def architecture_of(path: str | Path) -> Architecture:
 
 def check_family(family: str | ModelFamily) -> None:
     """Raise ModelMismatch if the family's configured weights are another architecture (no-op when built in code)."""
-    from .sources import resolve
-
     family = get_family(family)
     source = resolve(family)
     if source is None:
@@ -94,7 +93,6 @@ def check_family(family: str | ModelFamily) -> None:
 def check_gemma(source) -> None:
     """The Gemma of a single-file source exists and has the hidden size and depth its text projection reads."""
     from .single_file import OriginalCheckpoint
-    from .sources import GEMMA_ENV, resolve_gemma
 
     gemma = resolve_gemma(source)
     connectors = OriginalCheckpoint.open(source.path).configs["connectors"][1]
@@ -137,3 +135,15 @@ def identify(path: str | Path) -> ModelFamily:
             return family
     known = "; ".join(f"{f.name}: {expected(f).describe()}" for f in list_families())
     raise ModelMismatch(f"{path} is an {found.describe()} model, which no family ltxtune trains matches ({known})")
+
+
+def prepare_source(family: str | ModelFamily, log=None) -> ModelSource | None:
+    """What a job calls first: resolve the family's weights, check they are the family's architecture (and
+    that a single file has a matching Gemma), and convert a single file now (cached), with progress lines
+    to `log`, so a bad or missing model stops the job before any data or GPU work."""
+    family = get_family(family)
+    check_family(family)
+    source = resolve(family)
+    if source is not None and source.single_file:
+        source.pipeline_dir(log)
+    return source

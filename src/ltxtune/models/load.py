@@ -17,7 +17,6 @@ adds the trainable parameters.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from . import tiny
-from .families import ModelFamily, ModelNotAvailable, get_family
+from .families import ModelFamily, ModelNotAvailable, component_class, get_family
 from .sources import ModelSource, resolve
 from .text import TextEncoder
 
@@ -46,14 +45,6 @@ def load_connectors(family: str | ModelFamily, device: Device = "cpu", dtype: to
     return _frozen(module, device, dtype)
 
 
-def _component_class(library: str, class_name: str):
-    """model_index.json's (library, class) -> class, the way DiffusionPipeline resolves it."""
-    module = {"ltx2": "diffusers.pipelines.ltx2"}.get(library, library)
-    if module not in ("diffusers", "transformers", "diffusers.pipelines.ltx2"):
-        raise ModelNotAvailable(f"model_index.json names an unsupported library {library!r} for {class_name}")
-    return getattr(importlib.import_module(module), class_name)
-
-
 def _builtin(family: ModelFamily) -> bool:
     """True when the family is built in code (tiny without LTXTUNE_TINY_MODEL)."""
     return resolve(family) is None
@@ -71,7 +62,7 @@ def _load_real(family: ModelFamily, subfolder: str, dtype: torch.dtype | None = 
             f"{root} has no usable '{subfolder}' component (incomplete download?); "
             f"{family.env_var} must name a complete diffusers-format {family.title} pipeline directory"
         )
-    cls = _component_class(entry[0], entry[1])
+    cls = component_class(entry[0], entry[1])
     if subfolder == "tokenizer":
         return cls.from_pretrained(root / subfolder)
     if subfolder == "scheduler":

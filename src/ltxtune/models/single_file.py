@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .checkpoint_config import ArchitectureError, diffusers_configs, is_ltx23
-from .families import ModelNotAvailable
+from .families import ModelNotAvailable, component_class
 from .keymap import COMPONENTS, IGNORED_KEYS, KeyMap, UnknownKey, VaeBlocks, VaeLayoutError
 
 _logger = logging.getLogger("ltxtune.models")
@@ -237,14 +237,13 @@ class OriginalCheckpoint:
         shape to match (catches layouts this converter does not know, e.g. scaled-fp8 extra tensors)."""
         import torch
 
-        from .load import _component_class
 
         index = model_index(self.vocoder_class)
         for component in COMPONENTS:
             class_name, config = self.configs[component]
             library = index[component][0]
             with torch.device("meta"):
-                module = _component_class(library, class_name)(**config)
+                module = component_class(library, class_name)(**config)
             wanted = {key: list(t.shape) for key, t in module.state_dict().items()}
             got = {new: self.header.tensors[old].shape for old, new in self.plan[component]}
             problems = [f"missing {key}" for key in sorted(set(wanted) - set(got))]

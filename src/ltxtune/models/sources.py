@@ -108,17 +108,3 @@ def _fingerprint(path: Path, mtime_ns: int) -> str:  # cached per process: cache
         stat = file.stat()
         digest.update(f"{file.relative_to(path)}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
-
-
-def prepare_source(family: str | ModelFamily, log=None) -> ModelSource | None:
-    """What a job calls first: resolve the family's weights, check they are the family's architecture (and
-    that a single file has a matching Gemma), and convert a single file now (cached), with progress lines
-    to `log`, so a bad or missing model stops the job before any data or GPU work."""
-    from .family_check import check_family
-
-    family = get_family(family)
-    check_family(family)
-    source = resolve(family)
-    if source is not None and source.single_file:
-        source.pipeline_dir(log)
-    return source

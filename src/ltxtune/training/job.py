@@ -19,7 +19,7 @@ from ltxtune.data.fetch import fetch_file
 from ltxtune.data.manifest import MANIFEST, PreparedDataset
 from ltxtune.data.prepare import prepare_dataset
 from ltxtune.models.families import ModelFamily, get_family
-from ltxtune.models.sources import prepare_source
+from ltxtune.models.family_check import prepare_source
 from ltxtune.models.load import load_transformer
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
 from ltxtune.specs.plan import TrainingPlan
