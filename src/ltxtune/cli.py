@@ -132,6 +132,20 @@ def prepare(
     typer.echo(summarise(prepared))
 
 
+MEMORY_HELP = ("How the frozen base is stored: auto (the fastest that fits), bf16, fp8, int8, nf4 (CUDA), "
+               "each optionally +offload (e.g. fp8+offload: some blocks stream from host memory).")
+
+
+def check_memory(value: str) -> str:
+    from ltxtune.specs.memory import parse_memory
+
+    try:
+        parse_memory(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
 @app.command()
 def train(
     endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
@@ -142,20 +156,23 @@ def train(
     cache_dir: Path = typer.Option(DEFAULT_CACHE, "--cache-dir", help="Where encoded latents and captions are cached."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     allow_private_urls: bool = typer.Option(False, help="Allow fetching from loopback or private addresses."),
+    memory: str = typer.Option("auto", "--memory", callback=check_memory, help=MEMORY_HELP),
 ) -> None:
     """Run a whole training job: prepare, cache, train, previews, outputs."""
     from ltxtune.data.errors import DatasetError
     from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.models.memory import MemoryPresetError
     from ltxtune.progress import ConsoleProgress
     from ltxtune.events import RunSettings
     from ltxtune.training.job import run_job
 
     plan = plan_for_run(endpoint, request, model, continue_from)
-    settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device)
+    settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device,
+                           memory=memory)
     with ConsoleProgress() as progress:
         try:
             outputs = run_job(plan, out, settings=settings, on_event=progress)
-        except (DatasetError, ModelNotAvailable) as error:
+        except (DatasetError, ModelNotAvailable, MemoryPresetError) as error:
             raise fail(getattr(error, "message", str(error)), 1) from None
     typer.echo("\nFiles written:")
     for label, path in [("lora_file", outputs.lora_path), ("config_file", outputs.config_path),
