@@ -109,3 +109,13 @@ def test_models_export_tiny_and_refuse_real(tmp_path):
     assert result.exit_code == 0 and (tmp_path / "tiny" / "model_index.json").exists()
     result = runner.invoke(app, ["models", "export", "ltx23", str(tmp_path / "x")])
     assert result.exit_code == 2 and "only the tiny family" in result.stderr
+
+
+def test_train_memory_presets_are_checked_before_any_work(tmp_path):
+    request = _request(tmp_path, number_of_steps=100)
+    args = ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--model", "tiny", "--cache-dir", str(tmp_path / "cache")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--memory", "fp4"])
+    assert result.exit_code == 2 and "unknown memory preset 'fp4'" in result.stderr
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--memory", "nf4", "--device", "cpu"])
+    assert result.exit_code == 1 and "memory preset nf4 needs a CUDA GPU" in result.stderr, result.output
+    assert not (tmp_path / "b" / "prepared").exists()

@@ -20,6 +20,7 @@ from ltxtune.jobs.commands import (
     DATA_DIR,
     GPUS,
     HEARTBEAT,
+    MEMORY,
     MODEL,
     PRICES,
     RUNNER,
@@ -83,6 +84,7 @@ def serve_command(
     prices: Path | None = PRICES,
     heartbeat: float = HEARTBEAT,
     stale_after: float = STALE_AFTER,
+    memory: str = MEMORY,
     verbose: bool = VERBOSE,
 ) -> None:
     """Serve the fal queue and Civitai workflow APIs, running jobs with an embedded worker."""
@@ -106,6 +108,7 @@ def serve_command(
         gpus=tuple(g.strip() for g in gpus.split(",") if g.strip()) if gpus else (),
         heartbeat_s=heartbeat,
         stale_after_s=stale_after,
+        memory=memory,
     )
     serve(config)
 

@@ -24,6 +24,20 @@ STALE_AFTER = typer.Option(60.0, "--stale-after", help="A running job without a 
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Log debug messages.")
 
 
+def _check_memory(value: str) -> str:
+    from ltxtune.specs.memory import parse_memory
+
+    try:
+        parse_memory(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
+MEMORY = typer.Option("auto", "--memory", callback=_check_memory,
+                      help="Memory preset of every job: auto, bf16, fp8, int8, nf4 (CUDA), optionally +offload.")
+
+
 def parse_model(model: str | None) -> Family | None:
     if model is None:
         return None
@@ -56,6 +70,7 @@ def worker_command(
     heartbeat: float = HEARTBEAT,
     stale_after: float = STALE_AFTER,
     poll: float = typer.Option(1.0, "--poll", help="Seconds between looks at the queue."),
+    memory: str = MEMORY,
     verbose: bool = VERBOSE,
 ) -> None:
     """Run queued jobs from the store in --data-dir (alongside or instead of `ltxtune serve`'s own worker)."""
@@ -72,5 +87,6 @@ def worker_command(
         heartbeat_s=heartbeat,
         stale_after_s=stale_after,
         poll_s=poll,
+        memory=memory,
     )
     run_worker(config)
