@@ -158,10 +158,15 @@ def test_block_offload_gives_the_same_gradients(weights, checkpointing):
     assert all(reference[k].abs().sum() > 0 for k in reference if ".lora_A." in k)
     for key in reference:
         assert torch.allclose(offloaded[key], reference[key], rtol=1e-5, atol=1e-7), key
-    loads = applied_memory(transformer).offloader.stats.loads
+    offloader = applied_memory(transformer).offloader
     forward = [(0, "prefetch"), (1, "prefetch"), (2, "prefetch")]
     # With checkpointing the backward pass recomputes each block: the weights come back last block first.
-    assert loads == (forward + forward[::-1] if checkpointing else forward)
+    assert offloader.stats.loads == (forward + forward[::-1] if checkpointing else forward)
+    # ...and go again once used; block 0, the last the backward pass used, until the next forward starts.
+    assert [offloader.is_parked(i) for i in (0, 1, 2)] == ([False, True, True] if checkpointing else [True] * 3)
+    with torch.no_grad():
+        predict_velocity(transformer, **_inputs(transformer))
+    assert all(offloader.is_parked(i) for i in (0, 1, 2))
 
 
 def test_peft_wraps_quantised_layers_and_exports_the_same_keys():

@@ -6,8 +6,9 @@ How it runs, per block `i` (forward pre-hook / forward hook):
 - before block `i`: if it is offloaded and not yet on the device, copy it now; make the compute stream
   wait for its copy; then start the copy of the next block in the current direction (`i + 1` going
   forward, `i - 1` during the backward pass) so it overlaps block `i`'s compute;
-- after block `i`: an offloaded block is parked again (its modules point back at the host tensors;
-  the device copy is freed as soon as nothing else holds it).
+- after block `i` (or, during the backward pass, before the next one): an offloaded block is parked
+  again (its modules point back at the host tensors; the device copy is freed as soon as nothing else
+  holds it). At most two offloaded blocks are on the device at a time.
 
 The direction comes from the order blocks run in: with gradient checkpointing the backward pass
 recomputes each block's forward in reverse order, so the hooks bring the weights back last block first
@@ -88,6 +89,7 @@ class BlockOffloader:
 
     def _root_pre_hook(self, module, args):
         self._last = None  # a new forward pass starts at block 0
+        self._park_all_but(0)
         if 0 in self._slots and 0 not in self._ready:
             self._prefetch(0, "prefetch")
 
@@ -95,9 +97,10 @@ class BlockOffloader:
         def hook(module, args):
             backward = self._last is not None and self._last in (index, index + 1)
             self._last = index
+            nxt = index - 1 if backward else index + 1
+            self._park_all_but(index, nxt)
             if index in self._slots:
                 self._ensure(index)
-            nxt = index - 1 if backward else index + 1
             if nxt in self._slots and nxt not in self._ready:
                 self._prefetch(nxt, "prefetch")
             self._record("compute_start", index)
@@ -109,6 +112,14 @@ class BlockOffloader:
             if index in self._slots:
                 self._park(index)
         return hook
+
+    def _park_all_but(self, *keep: int) -> None:
+        """Park loaded blocks that are not needed now. The recomputed forward of a checkpointed block stops
+        as soon as the backward pass has what it needs (torch's early stop), so its forward hook does not
+        run then; the next block's pre-hook parks it instead (its backward has run by then: autograd runs
+        a later block's nodes before an earlier block's)."""
+        for index in [i for i in self._ready if i not in keep]:
+            self._park(index)
 
     # -- moving --------------------------------------------------------------------------------
 
