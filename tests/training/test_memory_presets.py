@@ -101,8 +101,10 @@ def test_a_lora_trained_on_fp8_loads_in_the_unquantised_diffusers_pipeline(cache
 
     from ltxtune.models.tiny import export_tiny
 
-    plan = short(plan_for(archives["one"], with_audio=False, learning_rate=0.01), 4)
+    plan = short(plan_for(archives["one"], with_audio=False, learning_rate=0.01, validation=[{"prompt": "a square"}]), 4,
+                 previews=[4])
     outputs, _ = run(plan, tmp_path / "work", cache_dir, settings=settings(cache_dir, memory="fp8+offload"))
+    assert [p.name for p in outputs.checkpoints[0].sample_paths] == ["step000004_prompt1.mp4"]  # previews run on it too
     pipeline = LTX2Pipeline.from_pretrained(export_tiny(tmp_path / "base"))
     call = dict(prompt="a square", height=64, width=64, num_frames=9, num_inference_steps=2, max_sequence_length=64,
                 guidance_scale=1.0, output_type="latent", return_dict=False)

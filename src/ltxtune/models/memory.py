@@ -87,15 +87,16 @@ def resolve_memory(text: str, plan, family, device: torch.device | str) -> Memor
         preset = parse_memory(text)
     except ValueError as error:
         raise MemoryPresetError(f"--memory: {error}") from None
-    if preset is None:
-        try:
-            from ltxtune.models.planner import choose_memory
-        except ImportError:
-            return MemoryChoice(MemoryPreset(WeightFormat.bf16), reason="auto (no memory planner: the base as loaded)")
-        preset, offload_blocks = choose_memory(plan, family, torch.device(device))
-        return MemoryChoice(preset, offload_blocks, reason="chosen by the memory planner")
+    if preset is not None:
+        check_supported(preset, device)
+        return MemoryChoice(preset, reason="as asked")
+    try:
+        from ltxtune.models.planner import choose_memory
+    except ImportError:
+        return MemoryChoice(MemoryPreset(WeightFormat.bf16), reason="auto (no memory planner: the base as loaded)")
+    preset, offload_blocks = choose_memory(plan, family, torch.device(device))  # (MemoryPreset, blocks to offload)
     check_supported(preset, device)
-    return MemoryChoice(preset, reason="as asked")
+    return MemoryChoice(preset, offload_blocks, reason="chosen by the memory planner")
 
 
 def apply_memory_preset(
