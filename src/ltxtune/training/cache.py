@@ -123,7 +123,8 @@ def encode_texts(
 
     missing = sorted({c for c in captions if not cache.has("text", key(c))})
     if missing or also is not None:
-        on_event(LogLine(f"encoding {len(missing)} caption(s) with the {family.name} text encoder ({memory.name})"))
+        stored = f" ({memory.name})" if memory != MemoryPreset() else ""
+        on_event(LogLine(f"encoding {len(missing)} caption(s) with the {family.name} text encoder{stored}"))
         encoder = place_text_encoder(load_text_encoder(family, "cpu", dtype), memory, device=device, compute_dtype=dtype)
         for done, caption in enumerate(missing, 1):
             embedding = encoder.encode(caption)
