@@ -119,3 +119,9 @@ def test_train_memory_presets_are_checked_before_any_work(tmp_path):
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--memory", "nf4", "--device", "cpu"])
     assert result.exit_code == 1 and "memory preset nf4 needs a CUDA GPU" in result.stderr, result.output
     assert not (tmp_path / "b" / "prepared").exists()
+
+
+def test_serve_and_worker_check_the_memory_preset(tmp_path):
+    for command in ("serve", "worker"):
+        result = runner.invoke(app, [command, "--data-dir", str(tmp_path / command), "--memory", "int4"])
+        assert result.exit_code == 2 and "unknown memory preset 'int4'" in result.stderr, result.output
