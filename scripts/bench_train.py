@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_train.py --family tiny --width 512 --height 512 --frames 49 --steps 30
     .venv/bin/python scripts/bench_train.py --family ltx23 --width 768 --height 768 --frames 89 --steps 20   # GPU, real weights
+    .venv/bin/python scripts/bench_train.py --family tiny --memory fp8+offload --gradient-checkpointing
 
 Builds one random clip's worth of latents and text embeddings at the family's real shapes (no
 dataset, no encoders), injects a rank-32 LoRA and times the training step the job runs.
@@ -20,6 +21,7 @@ import torch
 from ltxtune.models.families import get_family
 from ltxtune.models.load import load_transformer
 from ltxtune.models.lora import inject_lora
+from ltxtune.models.memory import apply_memory_preset, place_trainable, resolve_memory
 from ltxtune.models.text import PromptEmbeddings
 from ltxtune.protocols import build_plan
 from ltxtune.specs.common import Family
@@ -40,14 +42,19 @@ def main() -> None:
     parser.add_argument("--audio", action="store_true", help="train joint audio too")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--memory", default="bf16", help="memory preset: bf16, fp8, int8, nf4, optionally +offload")
+    parser.add_argument("--offload-blocks", type=int, default=0, help="with +offload: how many blocks (0: all)")
     args = parser.parse_args()
 
     family = get_family(args.family)
     device = pick_device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     frames, height, width = family.latent_video_shape(args.frames, args.height, args.width)
-    transformer = load_transformer(family, device, dtype)
+    memory = resolve_memory(args.memory, None, family, device)
+    transformer = load_transformer(family, "cpu", dtype)
+    apply_memory_preset(transformer, memory.preset, device=device, offload_blocks=args.offload_blocks, compute_dtype=dtype)
     inject_lora(transformer, args.rank, args.rank)
+    place_trainable(transformer, device)
     if args.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     config = transformer.config
@@ -88,7 +95,7 @@ def main() -> None:
     steady = timings[min(3, len(timings) - 1):]  # the first steps warm up kernels and allocators
     tokens = frames * height * width
     print(f"family {family.name}, {args.width}x{args.height}x{args.frames} = {tokens} video tokens, audio {'on' if audio is not None else 'off'}, "
-          f"rank {args.rank}, {device.type} {str(dtype).removeprefix('torch.')}")
+          f"rank {args.rank}, {device.type} {str(dtype).removeprefix('torch.')}, memory {memory.preset.name}")
     print(f"seconds per step: {sum(steady) / len(steady):.4f} (median {sorted(steady)[len(steady) // 2]:.4f}, {len(steady)} steps after warm-up)")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if device.type == "cuda":

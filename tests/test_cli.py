@@ -176,3 +176,19 @@ def test_train_model_takes_a_checkpoint_and_reads_its_family(tmp_path, monkeypat
     assert (tmp_path / "run" / "outputs" / "lora.safetensors").is_file()
     wrong = runner.invoke(app, [*args[:-4], "--model", str(_single_file(tmp_path, "ltx2"))])
     assert wrong.exit_code == 2 and "which no family ltxtune trains matches" in wrong.stderr
+
+
+def test_train_memory_presets_are_checked_before_any_work(tmp_path):
+    request = _request(tmp_path, number_of_steps=100)
+    args = ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--model", "tiny", "--cache-dir", str(tmp_path / "cache")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--memory", "fp4"])
+    assert result.exit_code == 2 and "unknown memory preset 'fp4'" in result.stderr
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--memory", "nf4", "--device", "cpu"])
+    assert result.exit_code == 1 and "memory preset nf4 needs a CUDA GPU" in result.stderr, result.output
+    assert not (tmp_path / "b" / "prepared").exists()
+
+
+def test_serve_and_worker_check_the_memory_preset(tmp_path):
+    for command in ("serve", "worker"):
+        result = runner.invoke(app, [command, "--data-dir", str(tmp_path / command), "--memory", "int4"])
+        assert result.exit_code == 2 and "unknown memory preset 'int4'" in result.stderr, result.output

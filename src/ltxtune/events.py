@@ -106,3 +106,4 @@ class RunSettings:
     log_every: int = 10  # steps between progress lines (the only host-device synchronisation)
     state_every: int = 100  # steps between saved training states (resume points)
     gradient_checkpointing: bool | None = None  # None: on for the real families, off for tiny
+    memory: str = "auto"  # memory preset (`ltxtune.specs.memory`): auto, bf16, fp8, int8, nf4, optionally +offload

@@ -78,6 +78,24 @@ def parse_model(model: str | None) -> Family | None:
     return Family(family.name)
 
 
+MEMORY_HELP = ("How the frozen base is stored: auto (the fastest that fits), bf16, fp8, int8, nf4 (CUDA), "
+               "each optionally +offload (e.g. fp8+offload: some blocks stream from host memory).")
+
+
+def check_memory(value: str) -> str:
+    """`--memory`: refused when the option is parsed, before any work."""
+    from ltxtune.specs.memory import parse_memory
+
+    try:
+        parse_memory(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
+MEMORY = typer.Option("auto", "--memory", callback=check_memory, help=MEMORY_HELP)
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from ltxtune.cli.options import ALLOW_PRIVATE_HELP, command_from, fail, option, parse_gpus, parse_model, parse_prices, setup_logging
+from ltxtune.cli.options import ALLOW_PRIVATE_HELP, MEMORY_HELP, check_memory, command_from, fail, option, parse_gpus, parse_model, parse_prices, setup_logging
 from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, load_api_keys
 
 log = logging.getLogger("ltxtune.serve")
@@ -38,6 +38,7 @@ class RunnerSettings:
     prices: Path | None = option(None, "--prices", help="A JSON file overriding entries of the price table.")
     heartbeat: float = option(5.0, "--heartbeat", help="Seconds between heartbeats of a running job.")
     stale_after: float = option(60.0, "--stale-after", help="A running job without a heartbeat this long is resumed elsewhere.")
+    memory: str = option("auto", "--memory", callback=check_memory, help=MEMORY_HELP)
     verbose: bool = option(False, "--verbose", "-v", help="Log debug messages.")
 
     def config(self, **more) -> ServiceConfig:
@@ -50,6 +51,7 @@ class RunnerSettings:
             prices=parse_prices(self.prices),
             heartbeat_s=self.heartbeat,
             stale_after_s=self.stale_after,
+            memory=self.memory,
             **more,
         )
 

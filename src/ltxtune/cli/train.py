@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ltxtune.cli.options import ALLOW_PRIVATE, MODEL_HELP, PRICES, fail, parse_model, parse_prices, read_json
+from ltxtune.cli.options import ALLOW_PRIVATE, MEMORY, MODEL_HELP, PRICES, fail, parse_model, parse_prices, read_json
 from ltxtune.protocols import PROTOCOLS, UnknownEndpoint, build_plan
 from ltxtune.specs import PriceTable, RequestInvalid
 from ltxtune.specs.plan import TrainingPlan
@@ -96,20 +96,23 @@ def train(
     cache_dir: Path = typer.Option(DEFAULT_CACHE, "--cache-dir", help="Where encoded latents and captions are cached."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     allow_private_urls: bool = ALLOW_PRIVATE,
+    memory: str = MEMORY,
 ) -> None:
     """Run a whole training job: prepare, cache, train, previews, outputs."""
     from ltxtune.data.errors import DatasetError
     from ltxtune.events import RunSettings
     from ltxtune.models.families import ModelNotAvailable
+    from ltxtune.models.memory import MemoryPresetError
     from ltxtune.progress import ConsoleProgress
     from ltxtune.training.job import run_job
 
     plan = plan_for_run(endpoint, request, model, continue_from)
-    settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device)
+    settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device,
+                           memory=memory)
     with ConsoleProgress() as progress:
         try:
             outputs = run_job(plan, out, settings=settings, on_event=progress)
-        except (DatasetError, ModelNotAvailable) as error:
+        except (DatasetError, ModelNotAvailable, MemoryPresetError) as error:
             raise fail(getattr(error, "message", str(error)), 1) from None
     typer.echo("\nFiles written:")
     for label, path in [("lora_file", outputs.lora_path), ("config_file", outputs.config_path),

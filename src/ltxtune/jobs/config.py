@@ -58,6 +58,7 @@ class ServiceConfig:
     ssl_keyfile: Path | None = None
     prices: PriceTable = field(default_factory=PriceTable)
     device: str = "auto"
+    memory: str = "auto"  # memory preset of every job (`ltxtune.specs.memory`)
     gpus: tuple[str, ...] = ()  # CUDA device ids handed out to slots, one each; () leaves CUDA_VISIBLE_DEVICES alone
     # Worker timing.
     poll_s: float = 1.0

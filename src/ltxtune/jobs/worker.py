@@ -186,6 +186,7 @@ class JobRun(threading.Thread):
             cache_dir=self.config.data_dir / "cache",
             allow_private_urls=self.config.allow_private_urls,
             device=self.config.device,
+            memory=self.config.memory,
         )
         ctx = multiprocessing.get_context("spawn")
         receiver, sender = ctx.Pipe(duplex=False)

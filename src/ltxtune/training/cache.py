@@ -11,7 +11,6 @@ re-encodes exactly what it affects:
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,10 @@ from ltxtune.data.manifest import PreparedDataset, Sample
 from ltxtune.models.families import ModelFamily
 from ltxtune.models.latents import encode_audio_waveform, encode_video
 from ltxtune.models.load import load_audio_vae, load_text_encoder, load_video_vae
+from ltxtune.models.memory import place_text_encoder, release_cached_memory
 from ltxtune.models.text import PromptEmbeddings, TextEncoder
 from ltxtune.events import LogLine, OnEvent, Progress
+from ltxtune.specs.memory import MemoryPreset, WeightFormat
 from ltxtune.training.media import read_audio, read_media
 
 CACHE_VERSION = "1"
@@ -93,13 +94,14 @@ class Cache:
 
 def _free(*modules: object) -> None:
     del modules
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_cached_memory()
 
 
-def text_key(family: ModelFamily, caption: str) -> str:
-    return cache_key("text", family.name, weights_id(family), family.max_sequence_length, caption)
+def text_key(family: ModelFamily, caption: str, weights: WeightFormat = WeightFormat.bf16) -> str:
+    """A quantised Gemma gives (slightly) other embeddings, so its format is part of the key; offload
+    moves weights, not results, so it is not."""
+    quantised = () if weights is WeightFormat.bf16 else (weights.value,)
+    return cache_key("text", family.name, weights_id(family), family.max_sequence_length, caption, *quantised)
 
 
 def latent_key(family: ModelFamily, sample: Sample, flip: bool, audio: bool, sample_rate: int) -> str:
@@ -114,23 +116,29 @@ def encode_texts(
     dtype: torch.dtype,
     on_event: OnEvent,
     also: Callable[[TextEncoder], None] | None = None,
+    memory: MemoryPreset = MemoryPreset(),
 ) -> dict[str, PromptEmbeddings]:
     """Phase 1: every caption's embeddings. The text encoder is loaded only if something is missing
-    (or `also` needs it: preview prompts), and freed before returning."""
-    missing = sorted({c for c in captions if not cache.has("text", text_key(family, c))})
+    (or `also` needs it: preview prompts), placed on the device under the run's memory preset, and freed
+    before returning."""
+    def key(caption: str) -> str:
+        return text_key(family, caption, memory.weights)
+
+    missing = sorted({c for c in captions if not cache.has("text", key(c))})
     if missing or also is not None:
-        on_event(LogLine(f"encoding {len(missing)} caption(s) with the {family.name} text encoder"))
-        encoder = load_text_encoder(family, device, dtype)
+        stored = f" ({memory.name})" if memory != MemoryPreset() else ""
+        on_event(LogLine(f"encoding {len(missing)} caption(s) with the {family.name} text encoder{stored}"))
+        encoder = place_text_encoder(load_text_encoder(family, "cpu", dtype), memory, device=device, compute_dtype=dtype)
         for done, caption in enumerate(missing, 1):
             embedding = encoder.encode(caption)
-            cache.save("text", text_key(family, caption), {"video": embedding.video, "audio": embedding.audio, "mask": embedding.mask})
+            cache.save("text", key(caption), {"video": embedding.video, "audio": embedding.audio, "mask": embedding.mask})
             on_event(Progress("cache", done, len(missing)))
         if also is not None:
             also(encoder)
         _free(encoder)
     result = {}
     for caption in set(captions):
-        tensors = cache.load("text", text_key(family, caption))
+        tensors = cache.load("text", key(caption))
         result[caption] = PromptEmbeddings(video=tensors["video"], audio=tensors["audio"], mask=tensors["mask"])
     return result
 
@@ -154,6 +162,8 @@ def encode_latents(
     if missing:
         on_event(LogLine(f"encoding {len(missing)} clip(s) with the {family.name} VAEs"))
         video_vae = load_video_vae(family, device, dtype)
+        if not family.is_tiny:
+            video_vae.enable_tiling()  # tiles only frames above 512 px, where an untiled encode needs many GB
         audio_vae = load_audio_vae(family, device, dtype) if prepared.audio else None
         for done, (sample, flip, key) in enumerate(missing, 1):
             cache.save("latents", key, _encode_sample(prepared, sample, flip, video_vae, audio_vae))
@@ -186,10 +196,11 @@ def build_examples(
     dtype: torch.dtype,
     on_event: OnEvent,
     also_with_text_encoder: Callable[[TextEncoder], None] | None = None,
+    memory: MemoryPreset = MemoryPreset(),
 ) -> list[Encoded]:
     """Every training example of a prepared dataset, encoded (or read from the cache)."""
     captions = [caption for sample in prepared.samples for caption in sample.captions]
-    prompts = encode_texts(family, captions, cache, device, dtype, on_event, also_with_text_encoder)
+    prompts = encode_texts(family, captions, cache, device, dtype, on_event, also_with_text_encoder, memory)
     latents = encode_latents(family, prepared, flips, cache, device, dtype, on_event)
     examples = []
     for sample in prepared.samples:

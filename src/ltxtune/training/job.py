@@ -21,6 +21,7 @@ from ltxtune.data.prepare import prepare_dataset
 from ltxtune.models.families import ModelFamily, get_family
 from ltxtune.models.family_check import prepare_source
 from ltxtune.models.load import load_transformer
+from ltxtune.models.memory import apply_memory_preset, place_trainable, resolve_memory
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.training.cache import Cache, build_examples, weights_id
@@ -98,6 +99,8 @@ def run_job(
     device = pick_device(settings.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     on_event(LogLine(f"ltxtune {__version__}: {plan.endpoint} ({plan.mode.value}) on {family.title}, {device.type}"))
+    memory = resolve_memory(settings.memory, plan, family, device)
+    on_event(LogLine(f"memory preset {memory.describe()}"))
     for warning in plan.warnings:
         on_event(LogLine(warning, "WARNING"))
 
@@ -105,16 +108,21 @@ def run_job(
     previews = Previews.for_plan(plan, family, prepared, work_dir, device, dtype, fetch=lambda url, dest, field: fetch_file(
         url, dest, field=field, allow_local_files=settings.allow_local_files, allow_private_urls=settings.allow_private_urls))
     examples = build_examples(family, prepared, plan.dataset.flip, Cache(settings.cache_dir), device, dtype, on_event,
-                              also_with_text_encoder=previews.encode_prompts if previews.needs_text_encoder else None)
+                              also_with_text_encoder=previews.encode_prompts if previews.needs_text_encoder else None,
+                              memory=memory.preset)
 
-    transformer = load_transformer(family, device, dtype)
+    transformer = load_transformer(family, "cpu", dtype)  # the preset decides what reaches the device
+    apply_memory_preset(transformer, memory.preset, device=device, offload_blocks=memory.offload_blocks, compute_dtype=dtype)
     with torch.random.fork_rng():  # LoRA A matrices are drawn from the global generator
         torch.manual_seed(plan.optimisation.seed)
         inject_lora(transformer, plan.lora.rank, plan.lora.alpha)
     _init_lora(plan, transformer, family, on_event)
+    place_trainable(transformer, device)
     checkpointing = settings.gradient_checkpointing
     if checkpointing is None:
-        checkpointing = not family.is_tiny  # the real models need it for long clips; tiny runs are faster without
+        # The real models need it for long clips; tiny runs are faster without. Offload saves device memory
+        # only with it (otherwise autograd keeps every block's weights alive until the backward pass).
+        checkpointing = not family.is_tiny or memory.preset.offload
     if checkpointing:
         transformer.enable_gradient_checkpointing()
 
@@ -150,7 +158,7 @@ def run_job(
     if plan.checkpoints.deliver_each:
         lora_path = outputs_dir / "lora.safetensors"
         lora_path.write_bytes(final.lora_path.read_bytes())
-    config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name)
+    config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name, memory=memory.as_config())
     reel_path = previews.reel(outputs_dir / "validation_reel.mp4") if plan.outputs.preview_reel else None
     debug_path = work_dir / DEBUG_ARCHIVE if plan.outputs.debug_dataset else None  # written by prepare_dataset
     on_event(LogLine(f"done: {len(losses)} steps, final loss {losses[-1]:.4f}" if losses else "done"))

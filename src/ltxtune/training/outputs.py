@@ -45,8 +45,10 @@ def lora_metadata(plan: TrainingPlan, prepared: PreparedDataset, step: int) -> d
     }
 
 
-def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: PreparedDataset, lora_name: str) -> Path:
-    """The `config_file` output: how to set up inference with this LoRA."""
+def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: PreparedDataset, lora_name: str,
+                 *, memory: dict | None = None) -> Path:
+    """The `config_file` output: how to set up inference with this LoRA (and, as `training_memory`, the
+    memory preset it was trained with: the LoRA itself is the same whatever the preset)."""
     validation = plan.validation
     config = {
         "lora_file": lora_name,
@@ -73,5 +75,7 @@ def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: 
         "dataset": dataset_summary(prepared),
         "ltxtune_version": __version__,
     }
+    if memory is not None:
+        config["training_memory"] = memory
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path

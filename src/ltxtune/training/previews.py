@@ -11,6 +11,7 @@ import torch
 
 from ltxtune.data.manifest import PreparedDataset
 from ltxtune.models.families import ModelFamily
+from ltxtune.models.memory import release_cached_memory
 from ltxtune.models.text import TextEncoder
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.training.reel import make_reel, preview_label
@@ -61,13 +62,21 @@ class Previews:
         encode_preview_prompts(text_encoder, self.rules).save(self.prompts_file)
 
     def render(self, transformer: torch.nn.Module, step: int) -> list[Path]:
+        """Render the previews of `step`. The VAEs, vocoder and connectors are on the device only while
+        rendering and parked on the host between rounds; the training step's freed activations are handed
+        back to the allocator first, so the decode can use them."""
         if self._components is None:
-            self._components = PreviewComponents.load(self.family, self.device, self.dtype)
-        return render_previews(
-            family=self.family, transformer=transformer, rules=self.rules, prompts=PreviewPrompts.load(self.prompts_file),
-            images=self.images, references=self.references, step=step, out_dir=self.directory, device=self.device,
-            dtype=self.dtype, with_audio=self.with_audio, seed=self.plan.optimisation.seed, components=self._components,
-        )
+            self._components = PreviewComponents.load(self.family, "cpu", self.dtype)
+        release_cached_memory()
+        try:
+            return render_previews(
+                family=self.family, transformer=transformer, rules=self.rules, prompts=PreviewPrompts.load(self.prompts_file),
+                images=self.images, references=self.references, step=step, out_dir=self.directory, device=self.device,
+                dtype=self.dtype, with_audio=self.with_audio, seed=self.plan.optimisation.seed, components=self._components,
+            )
+        finally:
+            self._components.to("cpu")
+            release_cached_memory()
 
     def rendered(self, step: int) -> tuple[Path, ...]:
         """Previews of `step` already on disk (from before a resume)."""
