@@ -12,14 +12,10 @@ Version history:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
-from ltxtune.errors import ErrorKind
-from ltxtune.jobs.records import Attempt, FileRecord, Job, JobStatus, OutboxRecord
+from ltxtune.jobs.sql_rows import JOB_COLUMNS
 
 SCHEMA_VERSION = 2
 
@@ -118,7 +114,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(job_id, url, id) WHERE delivered_at IS NULL AND dead = 0;
 """
 
-JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job))
 
 # Version 1 -> 2: the protocol's columns fold into `payload` (the v1 `request` object plus tags,
 # metadata, callbacks and webhook_url), `external_id` becomes `key`, and (error_type, error_status)
@@ -176,44 +171,3 @@ def create_or_migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 def _statements(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=False)
-
-
-def job_row(values: dict[str, Any]) -> dict[str, Any]:
-    """Column values of a job, from record-typed values (only the names given)."""
-    encoded = dict(values)
-    for name in ("payload", "billed", "outputs"):
-        if name in encoded and encoded[name] is not None:
-            encoded[name] = dumps(encoded[name])
-    for name in ("status", "error_kind"):
-        if isinstance(encoded.get(name), (JobStatus, ErrorKind)):
-            encoded[name] = encoded[name].value
-    if "history" in encoded:
-        encoded["history"] = dumps([dataclasses.asdict(a) for a in encoded["history"]])
-    if "cancel_requested" in encoded:
-        encoded["cancel_requested"] = int(bool(encoded["cancel_requested"]))
-    return encoded
-
-
-def job_from_row(row: sqlite3.Row) -> Job:
-    values = {name: row[name] for name in JOB_COLUMNS}
-    values["payload"] = json.loads(values["payload"] or "{}")
-    values["billed"] = json.loads(values["billed"]) if values["billed"] else None
-    values["outputs"] = json.loads(values["outputs"]) if values["outputs"] else None
-    values["status"] = JobStatus(values["status"])
-    values["error_kind"] = ErrorKind(values["error_kind"]) if values["error_kind"] else None
-    values["cancel_requested"] = bool(values["cancel_requested"])
-    values["history"] = tuple(Attempt(**item) for item in json.loads(values["history"]))
-    return Job(**values)
-
-
-def file_from_row(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(**{f.name: row[f.name] for f in dataclasses.fields(FileRecord)} | {"path": Path(row["path"])})
-
-
-def outbox_from_row(row: sqlite3.Row) -> OutboxRecord:
-    values = {f.name: row[f.name] for f in dataclasses.fields(OutboxRecord)}
-    return OutboxRecord(**values | {"body": bytes(values["body"]), "dead": bool(values["dead"])})

@@ -1,10 +1,9 @@
-"""The job store's tables beside `jobs`, in SQLite: logs, files, epochs and the outbox. A part of
-`SqliteStore` (it provides the connection: `_tx` for writes, `_read` for reads)."""
+"""The job store's tables beside `jobs`: logs, files, epochs and the outbox, in SQL that SQLite and
+PostgreSQL both run (`?` placeholders; the PostgreSQL connection translates them). A part of
+`SqlStore`, whose backend provides the connection: `_tx` for writes, `_read` for reads."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 import uuid
 from contextlib import AbstractContextManager
@@ -12,20 +11,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ltxtune.jobs.records import EpochRecord, FileRecord, LogRecord, OutboxRecord
-from ltxtune.jobs.sqlite_schema import dumps
-from ltxtune.jobs.sqlite_schema import file_from_row as _file
-from ltxtune.jobs.sqlite_schema import outbox_from_row as _outbox
-
-
-def epoch_from_row(row: sqlite3.Row) -> EpochRecord:
-    return EpochRecord(row["job_id"], row["epoch"], row["step"], row["lora_file"], tuple(json.loads(row["sample_files"])))
+from ltxtune.jobs.sql_rows import Row, dumps, epoch_from_row
+from ltxtune.jobs.sql_rows import file_from_row as _file
+from ltxtune.jobs.sql_rows import outbox_from_row as _outbox
 
 
 class AttachedTables:
-    def _tx(self, immediate: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+    def _tx(self, immediate: bool = True) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         raise NotImplementedError
 
     # -- logs -----------------------------------------------------------------------------------
@@ -75,7 +70,9 @@ class AttachedTables:
     def put_epoch(self, job_id: str, epoch: int, step: int, lora_file: str, sample_files: Sequence[str]) -> None:
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO epochs(job_id, epoch, step, lora_file, sample_files) VALUES (?,?,?,?,?)",
+                """INSERT INTO epochs(job_id, epoch, step, lora_file, sample_files) VALUES (?,?,?,?,?)
+                   ON CONFLICT(job_id, epoch) DO UPDATE SET step = excluded.step, lora_file = excluded.lora_file,
+                   sample_files = excluded.sample_files""",
                 (job_id, epoch, step, lora_file, dumps(list(sample_files))),
             )
 
