@@ -1,4 +1,5 @@
-"""The SQLite job store: atomic claims, the status machine, reclaiming, persistence, the outbox."""
+"""The job store's contract, on SQLite and on a real PostgreSQL server: atomic claims, the status
+machine, reclaiming, persistence, the outbox, idempotency keys and key isolation."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import time
 
 import pytest
 
-from ltxtune.jobs.sqlite import SqliteStore as Store
 from ltxtune.jobs.store import InvalidTransition, JobStatus, NewJob, Notification
 from ltxtune.protocols import build_plan
 from tests.jobs.servicekit import civitai_example, fal_body
+from tests.jobs.stores import open_new, postgres_url, store_target  # noqa: F401 (fixtures)
 
 PLAN = build_plan("fal-ai/ltx23-trainer-v2/t2v", fal_body())
 
@@ -21,19 +22,17 @@ def new_job(**changes) -> NewJob:
     return NewJob(**values)
 
 
-def test_concurrent_claims_never_hand_out_a_job_twice(tmp_path):
-    path = tmp_path / "db.sqlite"
-    store = Store(path)
+def test_concurrent_claims_never_hand_out_a_job_twice(open_new):
+    store = open_new()
     made = {store.create(new_job())[0].id for _ in range(30)}
     claimed: list[str] = []
     lock = threading.Lock()
 
     def claim_all(worker: str) -> None:
-        own = Store(path)  # its own connection, as another process would have
+        own = open_new()  # its own connection, as another process would have
         while (job := own.claim(worker)) is not None:
             with lock:
                 claimed.append(job.id)
-        own.close()
 
     threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(6)]
     for thread in threads:
@@ -44,8 +43,8 @@ def test_concurrent_claims_never_hand_out_a_job_twice(tmp_path):
     assert all(store.get(job_id).status is JobStatus.PREPARING for job_id in made)
 
 
-def test_status_machine_and_leases(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
+def test_status_machine_and_leases(open_new):
+    store = open_new()
     job, _ = store.create(new_job())
     with pytest.raises(InvalidTransition):
         with store._tx() as conn:
@@ -60,8 +59,8 @@ def test_status_machine_and_leases(tmp_path):
     assert store.request_cancel(job.id).status is JobStatus.SUCCEEDED  # an ended job stays ended
 
 
-def test_stale_jobs_are_requeued_then_failed(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
+def test_stale_jobs_are_requeued_then_failed(open_new):
+    store = open_new()
     job, _ = store.create(new_job())
     for expected in (JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.FAILED):
         store.claim("dead-worker")
@@ -71,8 +70,8 @@ def test_stale_jobs_are_requeued_then_failed(tmp_path):
     assert job.reclaims == 2 and len(job.history) == 2 and "gave up" in job.error
 
 
-def test_infrastructure_retries_are_recorded(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
+def test_infrastructure_retries_are_recorded(open_new):
+    store = open_new()
     job, _ = store.create(new_job(max_retries=2))
     store.claim("w")
     again = store.requeue(job.id, "w", failure="OOM")
@@ -82,15 +81,14 @@ def test_infrastructure_retries_are_recorded(tmp_path):
     assert released.failures == 1 and released.attempts == 1
 
 
-def test_everything_survives_reopening(tmp_path):
-    path = tmp_path / "db.sqlite"
+def test_everything_survives_reopening(open_new):
     notes = lambda before, after: [Notification(url="http://r", kind="fal", body=after.job.status.value.encode())]  # noqa: E731
-    store = Store(path, notifier=notes)
+    store = open_new(notes)
     job, _ = store.create(new_job(payload={"tags": ["a"], "metadata": {"k": 1}}))
     store.add_log(job.id, "hello")
     store.claim("w")
     store.close()
-    reopened = Store(path)
+    reopened = open_new()
     again = reopened.get(job.id)
     assert again.status is JobStatus.PREPARING and again.payload == {"tags": ["a"], "metadata": {"k": 1}}
     assert again.plan == PLAN
@@ -98,12 +96,12 @@ def test_everything_survives_reopening(tmp_path):
     assert [item.body for item in reopened.outbox(job.id)] == [b"queued", b"preparing"]
 
 
-def test_outbox_hands_out_the_head_of_each_queue(tmp_path):
+def test_outbox_hands_out_the_head_of_each_queue(open_new):
     notes = lambda before, after: [  # noqa: E731
         Notification(url="http://a", kind="fal", body=b"a-" + after.job.status.value.encode()),
         Notification(url="http://b", kind="fal", body=b"b-" + after.job.status.value.encode()),
     ]
-    store = Store(tmp_path / "db.sqlite", notifier=notes)
+    store = open_new(notes)
     job, _ = store.create(new_job())
     store.claim("w")
     heads = store.due_deliveries()
@@ -116,8 +114,8 @@ def test_outbox_hands_out_the_head_of_each_queue(tmp_path):
     assert [item.body for item in store.due_deliveries()] == [b"b-preparing"]
 
 
-def test_external_id_and_civitai_listing(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
+def test_external_id_and_civitai_listing(open_new):
+    store = open_new()
     plan = build_plan("civitai", civitai_example())
     first, created = store.create(new_job(protocol="civitai", endpoint="civitai", plan=plan, key="x", payload={"tags": ["t"]}))
     again, created_again = store.create(new_job(protocol="civitai", endpoint="civitai", plan=plan, key="x"))

@@ -45,6 +45,8 @@ def key_owner(key: str) -> str:
 @dataclass(frozen=True)
 class ServiceConfig:
     data_dir: Path
+    store: str | None = None  # a postgresql:// URL; None: the SQLite file in data_dir
+    storage: str | None = None  # shared object storage (a directory or s3://bucket/prefix); None: data_dir
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[ApiKey, ...] = ()
@@ -76,6 +78,11 @@ class ServiceConfig:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ltxtune.db"
+
+    @property
+    def store_target(self) -> Path | str:
+        """Where the job store is: the `--store` URL, or the SQLite file in the data dir."""
+        return self.store or self.db_path
 
     @property
     def scheme(self) -> str:

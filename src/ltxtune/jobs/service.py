@@ -48,7 +48,7 @@ class Services:
         plan_to_run: PlanReader = _as_stored,
     ) -> "Services":
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(config.db_path)
+        store = open_store(config.store_target)
         files = FileStore(config.data_dir, store, config.url_ttl_s)
         signer = Signer(config.data_dir / "secrets" / "webhook-ed25519.pem")
         services = cls(

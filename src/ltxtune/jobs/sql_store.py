@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ltxtune.errors import ErrorKind
 from ltxtune.jobs import transitions
@@ -54,6 +54,11 @@ class SqlStore(AttachedTables):
 
     def _changed(self, conn: Any, job: Job) -> None:
         """A job's status changed in this transaction (PostgreSQL wakes the listeners at commit)."""
+
+    def subscribe(self, on_change: Callable[[str], None]) -> Callable[[], None]:
+        """Call `on_change(job_id)` after status changes made by other processes, where the backend
+        can tell (PostgreSQL); returns a function that stops it. SQLite cannot: callers poll."""
+        return lambda: None
 
     # -- reads ----------------------------------------------------------------------------------
 

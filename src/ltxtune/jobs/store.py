@@ -1,6 +1,6 @@
 """The job store's interface: what the API, the worker, the file store and the outbox dispatcher
-need from a backend. `ltxtune.jobs.sqlite.SqliteStore` is the one backend today; another (e.g.
-PostgreSQL) is one more module implementing this `Store`.
+need from a backend: `ltxtune.jobs.sqlite.SqliteStore` (one host, the default) and
+`ltxtune.jobs.postgres.PostgresStore` (workers on many hosts), both `ltxtune.jobs.sql_store.SqlStore`.
 
 A backend guarantees:
 - every status change goes through one function that checks it against `ALLOWED` and, in the same
@@ -14,7 +14,7 @@ A backend guarantees:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import (
@@ -50,6 +50,8 @@ __all__ = [
     "Notifier",
     "OutboxRecord",
     "Store",
+    "is_database_url",
+    "migrate_store",
     "open_store",
 ]
 
@@ -57,6 +59,8 @@ __all__ = [
 class Store(Protocol):
     def set_notifier(self, notifier: Notifier) -> None: ...
     def close(self) -> None: ...
+    def describe(self) -> str: ...  # where it is, for logs (no password)
+    def subscribe(self, on_change: Callable[[str], None]) -> Callable[[], None]: ...
 
     # jobs and the queue
     def create(self, new: NewJob) -> tuple[Job, bool]: ...
@@ -104,11 +108,41 @@ class Store(Protocol):
     def outbox(self, job_id: str) -> list[OutboxRecord]: ...
 
 
-def open_store(path: Path, notifier: Notifier | None = None) -> Store:
-    """The store at `path` (a SQLite file), created or migrated to the current schema."""
-    from ltxtune.jobs.sqlite import SqliteStore
+def is_database_url(target: str | Path | None) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
-    store = SqliteStore(path)
+
+def open_store(target: Path | str, notifier: Notifier | None = None) -> Store:
+    """The store at `target`: a `postgresql://` URL (its schema must be current: `ltxtune db
+    migrate`), or a SQLite file, created or migrated to the current schema."""
+    store: Store
+    if is_database_url(target):
+        from ltxtune.jobs.postgres import PostgresStore
+
+        store = PostgresStore(str(target))
+    else:
+        from ltxtune.jobs.sqlite import SqliteStore
+
+        store = SqliteStore(Path(target))
     if notifier is not None:
         store.set_notifier(notifier)
     return store
+
+
+def migrate_store(target: Path | str) -> tuple[int, int]:
+    """Create or migrate the store's schema; returns (version before, version now)."""
+    if is_database_url(target):
+        from ltxtune.jobs.postgres import PostgresStore
+
+        return PostgresStore.migrate(str(target))
+    from ltxtune.jobs.sqlite import SqliteStore
+    from ltxtune.jobs.sqlite_schema import SCHEMA_VERSION, stored_version
+    import sqlite3
+
+    conn = sqlite3.connect(str(target))
+    try:
+        before = stored_version(conn) or 0
+    finally:
+        conn.close()
+    SqliteStore(Path(target)).close()
+    return before, SCHEMA_VERSION
