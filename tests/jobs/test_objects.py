@@ -47,6 +47,9 @@ def test_streams_listing_and_deleting_by_prefix(objects, tmp_path):
     ]
     objects.put_stream("work/j/state/training_state.pt", io.BytesIO(b"newer"))  # replaced whole
     assert b"".join(objects.read_chunks("work/j/state/training_state.pt")) == b"newer"
+    objects.delete("work/j/prepared/manifest.json")
+    objects.delete("work/j/prepared/never-there")
+    assert [i.key for i in objects.list("work/j")] == ["work/j/state/training_state.pt"]
     objects.delete_prefix("work/j")
     assert objects.list("work/j") == [] and objects.info("work/j/state/training_state.pt") is None
     assert [i.key for i in objects.list("work")] == ["work/other/x"]

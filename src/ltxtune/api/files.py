@@ -7,15 +7,16 @@
     GET /healthz
 
 Files are served with their content type, size and name (`Content-Disposition: attachment`) and
-honour `Range` requests (206, 416). An expired or tampered URL is 403; a file of another key is 404.
+honour `Range` requests (206, 416). With S3 storage the answer is a redirect (307) to a
+presigned S3 URL. An expired or tampered URL is 403; a file of another key is 404.
 """
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from ltxtune.api.common import ApiError, context
 
@@ -23,7 +24,7 @@ router = APIRouter()
 
 
 @router.api_route("/files/{file_id}/{name}", methods=["GET", "HEAD"])
-def download(request: Request, file_id: str, name: str) -> FileResponse:
+def download(request: Request, file_id: str, name: str) -> Response:
     ctx = context(request)
     record = ctx.services.store.file(file_id)
     expires, sig = request.query_params.get("expires"), request.query_params.get("sig")
@@ -38,10 +39,16 @@ def download(request: Request, file_id: str, name: str) -> FileResponse:
         caller = ctx.caller(request)
         if record is None or record.owner != caller.owner:
             raise ApiError(404, "File not found", error_type="not_found")
-    if record.name != name or not record.path.is_file():
+    if record.name != name:
+        raise ApiError(404, "File not found", error_type="not_found")
+    presigned = ctx.services.files.presigned_url(record)
+    if presigned is not None:  # the object storage serves it (S3)
+        return RedirectResponse(presigned, status_code=307)
+    local = ctx.services.files.local_file(record)
+    if local is None:
         raise ApiError(404, "File not found", error_type="not_found")
     return FileResponse(
-        record.path,
+        local,
         media_type=record.content_type,
         filename=record.name,
         headers={"Cache-Control": "private, max-age=3600"},

@@ -42,6 +42,7 @@ class Objects(Protocol):
     def read_chunks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def info(self, key: str) -> ObjectInfo | None: ...
     def list(self, prefix: str) -> list[ObjectInfo]: ...
+    def delete(self, key: str) -> None: ...  # no error if it is not there
     def delete_prefix(self, prefix: str) -> None: ...
     def local_path(self, key: str) -> Path | None: ...  # where a directory backend keeps it
     def presigned_url(self, key: str, ttl_s: int, filename: str, content_type: str) -> str | None: ...
@@ -126,6 +127,9 @@ class DirectoryObjects:
                 found.append(ObjectInfo(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
         return found
 
+    def delete(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
+
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.local_path(prefix), ignore_errors=True)
 
@@ -208,6 +212,9 @@ class S3Objects:
             for item in page.get("Contents", []):
                 found.append(ObjectInfo(item["Key"][strip:], int(item["Size"]), item["LastModified"].timestamp()))
         return sorted(found, key=lambda info: info.key)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
         keys = [self._key(info.key) for info in self.list(prefix)]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ltxtune.jobs.config import ServiceConfig
+from ltxtune.jobs.objects import open_objects
 from ltxtune.jobs.storage import FileStore
 from ltxtune.jobs.store import Job, JobSnapshot, Notification, Store, open_store
 from ltxtune.jobs.webhooks import Dispatcher, Signer
@@ -49,7 +50,7 @@ class Services:
     ) -> "Services":
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(config.store_target)
-        files = FileStore(config.data_dir, store, config.url_ttl_s)
+        files = FileStore(config.data_dir, store, config.url_ttl_s, open_objects(config.storage, config.data_dir))
         signer = Signer(config.data_dir / "secrets" / "webhook-ed25519.pem")
         services = cls(
             config=config,

@@ -1,10 +1,16 @@
-"""Output files on local disk, handed out at signed URLs that expire.
+"""Job files in shared object storage (`ltxtune.jobs.objects`), handed out at signed URLs that
+expire (or, on S3, presigned S3 URLs).
 
-Layout under the data dir:
+Keys in the object storage (by default a directory: the data dir itself):
     files/<job id>/<role>/<name>     delivered outputs (role: lora_file, config_file, video,
                                      debug_dataset, epoch-3/lora, epoch-3/sample-0)
+    work/<job id>/...                the run's work dir (prepared dataset, training state), copied
+                                     there while it runs so another host can resume it; only
+                                     when the storage is not the data dir
+Under the data dir, on each host:
     work/<job id>/                   the trainer's work dir, kept until the job ends
-    secrets/url-signing.key          HMAC key for file URLs (made once, 0600)
+    secrets/url-signing.key          HMAC key for file URLs (made once, 0600; give every host
+                                     the same one)
 
 A URL is `{base}/files/{file id}/{name}?expires={unix}&sig={hmac}`: HMAC-SHA256 of
 `{file id}:{expires}` under the server secret. Expiry times are rounded up to the next minute so
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
+from ltxtune.jobs.objects import DirectoryObjects, Objects
 from ltxtune.jobs.store import FileRecord, Job, Store
 
 CONTENT_TYPES = {
@@ -99,46 +106,112 @@ def iso(ts: float | None) -> str | None:
 
 
 class FileStore:
-    def __init__(self, data_dir: Path, store: Store, url_ttl_s: int):
+    def __init__(self, data_dir: Path, store: Store, url_ttl_s: int, objects: Objects | None = None):
         self.root = Path(data_dir)
         self.files_dir = self.root / "files"
         self.work_root = self.root / "work"
         self.store = store
         self.url_ttl_s = url_ttl_s
+        self.objects: Objects = objects or DirectoryObjects(self.root)
         self._secret = read_or_create_secret(self.root / "secrets" / "url-signing.key")
+        self._pushed: dict[str, dict[str, tuple[int, int]]] = {}  # job id -> file -> (size, mtime) pushed
 
     # -- where things go ------------------------------------------------------------------------
 
     def work_dir(self, job_id: str) -> Path:
         return self.work_root / job_id
 
+    @property
+    def work_is_shared(self) -> bool:
+        """Whether work dirs need copying to the storage (not when the storage is the data dir)."""
+        local = self.objects.local_path("work")
+        return local is None or local.resolve() != self.work_root.resolve()
+
     def discard_work(self, job_id: str) -> None:
         shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+        if self.work_is_shared:
+            self.objects.delete_prefix(f"work/{job_id}")
+        self._pushed.pop(job_id, None)
+
+    def push_work(self, job_id: str) -> int:
+        """Copy what changed in the job's work dir to the storage (finished files only: the trainer
+        writes each by renaming a temporary). Returns the number of files copied."""
+        if not self.work_is_shared:
+            return 0
+        work_dir = self.work_dir(job_id)
+        pushed = self._pushed.setdefault(job_id, {})
+        copied = 0
+        for path in sorted(work_dir.rglob("*")) if work_dir.is_dir() else []:
+            if not path.is_file() or path.name.startswith(".") or path.suffix in (".tmp", ".part"):
+                continue
+            relative = path.relative_to(work_dir).as_posix()
+            stat = path.stat()
+            if pushed.get(relative) == (stat.st_size, stat.st_mtime_ns):
+                continue
+            self.objects.put_file(f"work/{job_id}/{relative}", path)
+            pushed[relative] = (stat.st_size, stat.st_mtime_ns)
+            copied += 1
+        return copied
+
+    def pull_work(self, job_id: str) -> int:
+        """Fill the local work dir from the storage (a run resumed on another host): returns the
+        number of files fetched."""
+        if not self.work_is_shared:
+            return 0
+        work_dir = self.work_dir(job_id)
+        prefix = f"work/{job_id}/"
+        fetched = 0
+        pushed = self._pushed.setdefault(job_id, {})
+        for info in self.objects.list(f"work/{job_id}"):
+            target = work_dir / info.key[len(prefix):]
+            if target.is_file() and target.stat().st_size == info.size:
+                continue
+            self.objects.get_file(info.key, target)
+            stat = target.stat()
+            pushed[info.key[len(prefix):]] = (stat.st_size, stat.st_mtime_ns)
+            fetched += 1
+        return fetched
 
     def save(self, job: Job, role: str, source: Path, name: str | None = None) -> FileRecord:
-        """Copy `source` into the job's files as `role` (the same role again replaces it, same id)."""
+        """Store `source` in the job's files as `role` (the same role again replaces it, same id)."""
         name = safe_name(name or source.name)
-        folder = self.files_dir / job.id / role
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / name
-        tmp = folder / f".{name}.{os.getpid()}.part"
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-        for stale in folder.iterdir():  # a re-run may have named the file differently
-            if stale.name != name and not stale.name.startswith("."):
-                stale.unlink(missing_ok=True)
-        return self.store.put_file(job.id, job.owner, role, target, name, content_type_for(name), target.stat().st_size)
+        folder = f"files/{job.id}/{role}"
+        key = f"{folder}/{name}"
+        size = self.objects.put_file(key, source)
+        for stale in self.objects.list(folder):  # a re-run may have named the file differently
+            if stale.key != key:
+                self.objects.delete(stale.key)
+        local = self.objects.local_path(key)
+        return self.store.put_file(job.id, job.owner, role, local or Path(key), name, content_type_for(name), size)
+
+    def key(self, record: FileRecord) -> str:
+        """The record's key in the object storage (records keep a local path on a directory)."""
+        local = self.objects.local_path("files")
+        if record.path.is_absolute() and local is not None:
+            try:
+                return record.path.relative_to(local.parent).as_posix()
+            except ValueError:
+                pass
+        return record.path.as_posix()
+
+    def local_file(self, record: FileRecord) -> Path | None:
+        """Where the file is on this host's disk, if the storage is a directory and it is there."""
+        path = self.objects.local_path(self.key(record))
+        return path if path is not None and path.is_file() else None
+
+    def presigned_url(self, record: FileRecord) -> str | None:
+        """An S3 URL for the file valid for the URL lifetime, where the storage signs its own."""
+        return self.objects.presigned_url(self.key(record), self.url_ttl_s, record.name, record.content_type)
 
     def delete(self, records: list[FileRecord]) -> None:
         for record in records:
-            record.path.unlink(missing_ok=True)
+            self.objects.delete(self.key(record))
 
     def discard_outputs(self, job_id: str) -> None:
         self.delete(self.store.delete_outputs(job_id))
-        shutil.rmtree(self.files_dir / job_id, ignore_errors=True)
+        self.objects.delete_prefix(f"files/{job_id}")
 
     # -- signed URLs ----------------------------------------------------------------------------
-
     def _signature(self, file_id: str, expires: int) -> str:
         return hmac.new(self._secret, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()
 

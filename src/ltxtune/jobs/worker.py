@@ -143,6 +143,37 @@ class Worker:
         self._wake.set()
 
 
+class WorkSync(threading.Thread):
+    """Copies a run's work dir to the shared storage while it runs (every `interval_s`, and once
+    more at the end), so a host that dies leaves its last checkpoint where another can resume it."""
+
+    def __init__(self, files: Any, job_id: str, interval_s: float):
+        super().__init__(name=f"ltxtune-sync-{job_id[:8]}", daemon=True)
+        self.files = files
+        self.job_id = job_id
+        self.interval_s = max(0.2, interval_s)
+        self._ended = threading.Event()
+
+    def run(self) -> None:
+        if not self.files.work_is_shared:
+            return
+        while not self._ended.wait(self.interval_s):
+            self._push()
+
+    def _push(self) -> None:
+        try:
+            self.files.push_work(self.job_id)
+        except Exception as error:  # the next round tries again; the run goes on
+            log.warning("copying the work dir of job %s to the storage failed: %s", self.job_id, error)
+
+    def stop(self) -> None:
+        self._ended.set()
+        if self.is_alive():
+            self.join(60)
+        if self.files.work_is_shared:
+            self._push()
+
+
 class JobRun(threading.Thread):
     """Supervises one run of one job in a child process."""
 
@@ -180,6 +211,9 @@ class JobRun(threading.Thread):
     def _run(self) -> None:
         job = self.job
         work_dir = self.files.work_dir(job.id)
+        fetched = self.files.pull_work(job.id)  # a run that another host started
+        if fetched:
+            self.log(f"fetched {fetched} file(s) of the work dir from {self.files.objects.describe()}")
         resuming = work_dir.exists() and any(p.name != ".lock" for p in work_dir.iterdir())
         work_dir.mkdir(parents=True, exist_ok=True)
         settings = RunSettings(
@@ -207,12 +241,16 @@ class JobRun(threading.Thread):
             + ("; resuming from the work dir" if resuming else "")
         )
 
+        sync = WorkSync(self.files, job.id, self.config.heartbeat_s)
+        sync.start()
         try:
             outcome = self._supervise(process, receiver, stop_event)
         except BaseException:
             process.kill()  # never leave a child training for a run nobody supervises
             process.join(5)
             raise
+        finally:
+            sync.stop()
         if outcome == "lost":
             return
         process.join(self.config.stop_grace_s)
