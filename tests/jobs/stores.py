@@ -49,7 +49,7 @@ def empty_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE jobs, job_logs, files, epochs, outbox RESTART IDENTITY")
+        conn.execute("TRUNCATE jobs, job_logs, files, epochs, outbox, workers RESTART IDENTITY")
         conn.execute("ALTER SEQUENCE jobs_seq_numbers RESTART")
 
 

@@ -97,7 +97,7 @@ def test_postgres_schema_is_versioned_and_migrated_by_command(postgres_url):
     admin.execute(f"CREATE DATABASE {name}")
     url = _with_database(postgres_url, name)
     try:
-        with pytest.raises(SchemaBehind, match=r"has schema 0, this ltxtune needs 2: run `ltxtune db migrate --store"):
+        with pytest.raises(SchemaBehind, match=r"has schema 0, this ltxtune needs 3: run `ltxtune db migrate --store"):
             open_store(url)
         assert migrate_store(url) == (0, SCHEMA_VERSION)
         assert migrate_store(url) == (SCHEMA_VERSION, SCHEMA_VERSION)  # twice is harmless
@@ -107,3 +107,22 @@ def test_postgres_schema_is_versioned_and_migrated_by_command(postgres_url):
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+def test_a_worker_claims_only_what_fits_and_is_listed(open_new):
+    from ltxtune.jobs.store import WorkerRecord
+
+    store = open_new()
+    big = store.create(new_job(payload={"size": "big"}))[0]
+    small = store.create(new_job(payload={"size": "small"}))[0]
+    assert store.claim("small-gpu", fits=lambda job: job.payload["size"] == "small").id == small.id
+    assert store.claim("small-gpu", fits=lambda job: job.payload["size"] == "small") is None  # the big one waits
+    assert store.snapshot(big.id).job.status is JobStatus.QUEUED
+    store.register_worker(WorkerRecord("w1", "host-a", 1.0, time.time(), 2, {"families": ["tiny"]}, (small.id,), False))
+    store.register_worker(WorkerRecord("w1", "host-a", 1.0, time.time(), 2, {"families": ["tiny"]}, (), True))
+    store.register_worker(WorkerRecord("w0", "host-b", 0.5, time.time() - 600, 1, {}, (), False))
+    assert [(w.id, w.running, w.draining, w.capabilities) for w in store.workers(seen_within_s=60)] == [("w1", (), True, {"families": ["tiny"]})]
+    assert [w.id for w in store.workers()] == ["w0", "w1"]
+    store.forget_worker("w0")
+    assert [w.id for w in store.workers()] == ["w1"]
+    assert store.counts() == {"queued": 1, "preparing": 1, "webhook_backlog": 0}

@@ -1,7 +1,7 @@
 """The PostgreSQL schema of the job store and its versioned migrations.
 
-The same tables and columns as the SQLite store (`ltxtune.jobs.sqlite_schema`, version 2: the
-neutral queue), in PostgreSQL types. `SCHEMA_VERSION` is kept in `meta`; `migrate` applies every
+The same tables and columns as the SQLite store (`ltxtune.jobs.sqlite_schema`; version 2: the
+neutral queue, 3: the workers), in PostgreSQL types. `SCHEMA_VERSION` is kept in `meta`; `migrate` applies every
 step from the stored version under an advisory lock, so hosts starting together migrate once.
 `ltxtune db migrate --store postgresql://...` runs it; a store whose schema is behind is refused
 with that advice, one written by a newer ltxtune is refused.
@@ -13,7 +13,7 @@ from typing import Any
 
 from ltxtune.jobs.sqlite_schema import SchemaTooNew
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x6C7874756E65  # "ltxtune": one advisory lock id for every migrating host
 
 _VERSION_2 = """
@@ -103,9 +103,22 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox(job_id, url, id) WHERE delivered_at IS NULL AND dead = 0;
 """
 
+_VERSION_3 = """
+CREATE TABLE workers (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  started_at DOUBLE PRECISION NOT NULL,
+  heartbeat_at DOUBLE PRECISION NOT NULL,
+  slots INTEGER NOT NULL,
+  capabilities TEXT NOT NULL,
+  running TEXT NOT NULL DEFAULT '[]',
+  draining INTEGER NOT NULL DEFAULT 0
+);
+"""
+
 # version reached -> the statements that reach it from the one before (0: an empty database)
-MIGRATIONS: dict[int, str] = {2: _VERSION_2}
-TABLES = ("jobs", "job_logs", "files", "epochs", "outbox")
+MIGRATIONS: dict[int, str] = {2: _VERSION_2, 3: _VERSION_3}
+TABLES = ("jobs", "job_logs", "files", "epochs", "outbox", "workers")
 
 
 class SchemaBehind(RuntimeError):

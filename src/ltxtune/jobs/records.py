@@ -191,6 +191,21 @@ class OutboxRecord:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker serving the store: where it runs, what it can run (`capabilities`: families,
+    presets, GPUs with their memory), the jobs it runs now, and whether it is draining."""
+
+    id: str
+    host: str
+    started_at: float
+    heartbeat_at: float
+    slots: int
+    capabilities: dict[str, Any]
+    running: tuple[str, ...]
+    draining: bool
+
+
 Notifier = Callable[[JobSnapshot | None, JobSnapshot], list[Notification]]
 
 

@@ -182,19 +182,25 @@ class SqlStore(AttachedTables):
             self._notify(conn, None, job)
             return job, True
 
-    def claim(self, worker_id: str) -> Job | None:
-        """Take the next queued job (priority, then submission order) for `worker_id`, atomically."""
+    CLAIM_LOOKAHEAD = 32  # queued jobs a worker with limits looks at to find one it can run
+
+    def claim(self, worker_id: str, fits: Callable[[Job], bool] | None = None) -> Job | None:
+        """Take the next queued job (priority, then submission order) for `worker_id`, atomically;
+        with `fits`, the next one among the first `CLAIM_LOOKAHEAD` that it accepts (a worker
+        claims only what its GPUs can hold)."""
         now = time.time()
         with self._tx() as conn:
-            row = conn.execute(
-                "SELECT * FROM jobs WHERE status = 'queued' AND cancel_requested = 0 ORDER BY priority, seq LIMIT 1"
-                + self.SKIP_LOCKED
-            ).fetchone()
-            if row is None:
-                return None
-            job = _job(row)
-            status, fields = transitions.claimed(job, worker_id, now)
-            return self._write_status(conn, job, status, **fields)
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE status = 'queued' AND cancel_requested = 0 ORDER BY priority, seq LIMIT ?"
+                + self.SKIP_LOCKED,
+                (1 if fits is None else self.CLAIM_LOOKAHEAD,),
+            ).fetchall()
+            for row in rows:
+                job = _job(row)
+                if fits is None or fits(job):
+                    status, fields = transitions.claimed(job, worker_id, now)
+                    return self._write_status(conn, job, status, **fields)
+            return None
 
     def touch(self, job_id: str, worker_id: str) -> Job | None:
         """Record a heartbeat. None when the job is no longer leased to `worker_id` (stop at once)."""

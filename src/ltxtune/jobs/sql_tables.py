@@ -1,16 +1,17 @@
-"""The job store's tables beside `jobs`: logs, files, epochs and the outbox, in SQL that SQLite and
+"""The job store's tables beside `jobs`: logs, files, epochs, the outbox and the workers, in SQL that SQLite and
 PostgreSQL both run (`?` placeholders; the PostgreSQL connection translates them). A part of
 `SqlStore`, whose backend provides the connection: `_tx` for writes, `_read` for reads."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Sequence
 
-from ltxtune.jobs.records import EpochRecord, FileRecord, LogRecord, OutboxRecord
+from ltxtune.jobs.records import EpochRecord, FileRecord, LogRecord, OutboxRecord, WorkerRecord
 from ltxtune.jobs.sql_rows import Row, dumps, epoch_from_row
 from ltxtune.jobs.sql_rows import file_from_row as _file
 from ltxtune.jobs.sql_rows import outbox_from_row as _outbox
@@ -122,3 +123,37 @@ class AttachedTables:
 
     def outbox(self, job_id: str) -> list[OutboxRecord]:
         return [_outbox(r) for r in self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    # -- workers and the queue's totals -----------------------------------------------------------
+
+    def register_worker(self, worker: WorkerRecord) -> None:
+        """Record (or refresh: a worker calls this at every look at the queue) a worker."""
+        with self._tx() as conn:
+            conn.execute(
+                """INSERT INTO workers(id, host, started_at, heartbeat_at, slots, capabilities, running, draining)
+                   VALUES (?,?,?,?,?,?,?,?)
+                   ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, slots = excluded.slots,
+                   capabilities = excluded.capabilities, running = excluded.running, draining = excluded.draining""",
+                (worker.id, worker.host, worker.started_at, worker.heartbeat_at, worker.slots, dumps(worker.capabilities),
+                 dumps(list(worker.running)), int(worker.draining)),
+            )
+
+    def forget_worker(self, worker_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def workers(self, seen_within_s: float | None = None) -> list[WorkerRecord]:
+        """The workers that reported within `seen_within_s` (all when None), oldest first."""
+        cutoff = time.time() - seen_within_s if seen_within_s is not None else 0.0
+        rows = self._read("SELECT * FROM workers WHERE heartbeat_at >= ? ORDER BY started_at, id", (cutoff,))
+        return [
+            WorkerRecord(r["id"], r["host"], r["started_at"], r["heartbeat_at"], r["slots"], json.loads(r["capabilities"]),
+                         tuple(json.loads(r["running"])), bool(r["draining"]))
+            for r in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status, and `webhook_backlog`: notifications not yet delivered."""
+        totals = {r["status"]: int(r["n"]) for r in self._read("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
+        backlog = self._read("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND dead = 0")
+        return {**totals, "webhook_backlog": int(backlog[0]["n"])}

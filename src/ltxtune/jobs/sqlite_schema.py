@@ -8,6 +8,7 @@ Version history:
    `webhook_url`, `callbacks`) and errors as `error_type` + HTTP `error_status`.
 2. A neutral queue: `protocol`, the idempotency `key`, one opaque `payload` the protocol owns, and
    errors by `error_kind` (`ltxtune.errors.ErrorKind`).
+3. `workers`: the workers serving the store, what each can run and what it runs (`ltxtune status`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ltxtune.jobs.sql_rows import JOB_COLUMNS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaTooNew(RuntimeError):
@@ -112,6 +113,16 @@ CREATE TABLE IF NOT EXISTS outbox (
   last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(job_id, url, id) WHERE delivered_at IS NULL AND dead = 0;
+CREATE TABLE IF NOT EXISTS workers (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  started_at REAL NOT NULL,
+  heartbeat_at REAL NOT NULL,
+  slots INTEGER NOT NULL,
+  capabilities TEXT NOT NULL,
+  running TEXT NOT NULL DEFAULT '[]',
+  draining INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -141,7 +152,7 @@ SELECT id, seq, flavour, endpoint, owner, user_id, external_id, plan,
 FROM jobs_v1;
 DROP TABLE jobs_v1;
 """
-MIGRATIONS = {1: _MIGRATE_1_TO_2}
+MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: ""}  # 2 -> 3: `workers` (made with OTHER_TABLES)
 
 
 def stored_version(conn: sqlite3.Connection) -> int | None:
