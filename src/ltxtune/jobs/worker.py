@@ -1,7 +1,9 @@
 """The worker: claims queued jobs and runs each in a child process, one per GPU slot.
 
-Embedded in `ltxtune serve`, or alone as `ltxtune worker` against the same data dir; any number of
-workers may serve one store. For each job a supervisor thread:
+Embedded in `ltxtune serve`, or alone as `ltxtune worker` against the same store (a data dir, or
+PostgreSQL and shared object storage for workers on many hosts); any number of workers may serve
+one store. A worker registers itself (what it can run: `ltxtune.jobs.capacity`), claims only jobs
+that fit, and wakes on the store's change notifications where it has them (PostgreSQL) or polls. For each job a supervisor thread:
 - starts the child (`ltxtune.jobs.child`), reads its events and writes logs, progress, epochs and
   outputs to the store;
 - sends heartbeats (a job whose heartbeat goes stale is reclaimed by any worker and resumed from its
@@ -24,9 +26,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ltxtune.errors import ErrorKind
+from ltxtune.jobs.capacity import Capacity, visible_gpus
 from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
@@ -53,8 +56,13 @@ def describe_exit(code: int | None) -> str:
 
 
 class Worker:
-    def __init__(self, services: Services, *, slots: int | None = None, worker_id: str | None = None):
+    def __init__(
+        self, services: Services, *, slots: int | None = None, worker_id: str | None = None, capacity: Capacity | None = None
+    ):
         self.services = services
+        self.capacity = capacity or Capacity(gpus=tuple(visible_gpus(services.config.gpus)))
+        self.started_at = time.time()
+        self._unsubscribe: Callable[[], None] = lambda: None
         self.config: ServiceConfig = services.config
         self.slots = self.config.workers if slots is None else slots
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
@@ -70,6 +78,7 @@ class Worker:
         return self._stopping.is_set()
 
     def start(self) -> None:
+        self._unsubscribe = self.services.store.subscribe(lambda job_id: self._wake.set())
         self._thread = threading.Thread(target=self._loop, name=f"ltxtune-{self.worker_id}", daemon=True)
         self._thread.start()
 
@@ -82,9 +91,24 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._unsubscribe()
+        self._register()
         deadline = time.monotonic() + (self.config.stop_grace_s + 5 if timeout is None else timeout)
         for run in list(self._runs.values()):
             run.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self.services.store.forget_worker(self.worker_id)
+        except Exception:
+            log.exception("removing %s from the store's workers failed", self.worker_id)
+
+    def _register(self) -> None:
+        """Tell the store (and `ltxtune status`) who this worker is, what it runs and can run."""
+        from ltxtune.jobs.store import WorkerRecord
+
+        self.services.store.register_worker(
+            WorkerRecord(self.worker_id, self.capacity.host, self.started_at, time.time(), self.slots,
+                         self.capacity.advertised(), tuple(self.running), self.stopping)
+        )  # fmt: skip
 
     def run_forever(self) -> None:
         """Run in the foreground until SIGINT/SIGTERM, then stop cleanly."""
@@ -117,6 +141,7 @@ class Worker:
 
     def tick(self) -> None:
         store = self.services.store
+        self._register()
         store.expire_unstarted()
         for job in store.reclaim_stale(self.config.stale_after_s, self.config.max_reclaims):
             store.add_log(job.id, f"the run's worker stopped responding; job is now {job.status.value}", level="WARNING", source="ltxtune.worker")
@@ -125,7 +150,7 @@ class Worker:
                 if not self._free_slots:
                     return
                 slot = self._free_slots.pop(0)
-            job = store.claim(self.worker_id)
+            job = store.claim(self.worker_id, fits=self.capacity.fits)
             if job is None:
                 with self._lock:
                     self._free_slots.insert(0, slot)
