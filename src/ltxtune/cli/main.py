@@ -2,6 +2,7 @@
 
     validate | price | prepare | train      ltxtune.cli.train
     serve | worker                          ltxtune.cli.serve
+    db migrate | status                     ltxtune.cli.ops
     models list | export                    ltxtune.cli.models
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from ltxtune.cli import models, serve, train
+from ltxtune.cli import models, ops, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -18,4 +19,5 @@ app = typer.Typer(
 )
 train.register(app)
 serve.register(app)
+ops.register(app)
 app.add_typer(models.app, name="models")

@@ -96,8 +96,13 @@ def check_memory(value: str) -> str:
 MEMORY = typer.Option("auto", "--memory", callback=check_memory, help=MEMORY_HELP)
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(verbose: bool, log_format: str = "text") -> None:
+    from ltxtune.logs import setup_logging as setup
+
+    try:
+        setup(verbose, log_format)
+    except ValueError as error:
+        raise fail(str(error)) from None
 
 
 PRICES_HELP = "A JSON file overriding entries of the price table (see ltxtune.specs.pricing.PriceTable)."

@@ -17,11 +17,16 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ltxtune.cli.options import ALLOW_PRIVATE_HELP, MEMORY_HELP, check_memory, command_from, fail, option, parse_gpus, parse_model, parse_prices, setup_logging
 from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, load_api_keys
+from ltxtune.jobs.store import is_database_url
+
+if TYPE_CHECKING:
+    from ltxtune.jobs.capacity import Capacity
 
 log = logging.getLogger("ltxtune.serve")
 
@@ -31,6 +36,9 @@ class RunnerSettings:
     """Options of every command that runs jobs from a data dir."""
 
     data_dir: Path = option(Path("ltxtune-data"), "--data-dir", help="Job store (SQLite), outputs, work dirs and keys live here.")
+    store: str | None = option(None, "--store", help="The job store: a postgresql://user@host/db URL shared by every host (default: SQLite in --data-dir).")
+    storage: str | None = option(None, "--storage", help="Shared object storage for files and checkpoints: a directory every host mounts, or s3://bucket/prefix (default: --data-dir).")
+    log_format: str = option("text", "--log-format", help="Log lines as `text` or `json` (one object per line).")
     workers: int = option(1, "--workers", min=0, help="GPU slots: jobs run at once, one child process each (0: run no jobs here).")
     runner: str = option(DEFAULT_RUNNER, "--runner", help="The training function, `module:function` or `/path/file.py:function`.")
     gpus: str | None = option(None, "--gpus", help="Comma-separated CUDA device ids, one per slot (default: leave CUDA_VISIBLE_DEVICES alone).")
@@ -42,9 +50,12 @@ class RunnerSettings:
     verbose: bool = option(False, "--verbose", "-v", help="Log debug messages.")
 
     def config(self, **more) -> ServiceConfig:
+        if self.store is not None and not is_database_url(self.store):
+            raise fail(f"--store {self.store}: give a postgresql:// URL (SQLite lives in --data-dir)")
         return ServiceConfig(
             data_dir=self.data_dir,
-            workers=self.workers,
+            store=self.store,
+            storage=self.storage,
             runner=self.runner,
             gpus=parse_gpus(self.gpus),
             allow_private_urls=self.allow_private_urls,
@@ -52,7 +63,7 @@ class RunnerSettings:
             heartbeat_s=self.heartbeat,
             stale_after_s=self.stale_after,
             memory=self.memory,
-            **more,
+            **{"workers": self.workers, **more},
         )
 
 
@@ -66,11 +77,13 @@ class ServeSettings(RunnerSettings):
     url_ttl: int = option(24 * 3600, "--url-ttl", help="Seconds a file URL stays valid.")
     ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); clients that speak only https need one.")
     ssl_keyfile: Path | None = option(None, "--ssl-keyfile", help="TLS private key (PEM).")
+    no_worker: bool = option(False, "--no-worker", help="Run the API only (workers run elsewhere: `ltxtune worker`).")
 
     def service_config(self) -> ServiceConfig:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise fail("give both --ssl-certfile and --ssl-keyfile, or neither")
         return self.config(
+            **({"workers": 0} if self.no_worker else {}),
             host=self.host,
             port=self.port,
             api_keys=load_api_keys(self.keys_file),
@@ -105,7 +118,7 @@ def serve(config: ServiceConfig) -> None:
     base = config.default_base_url()
     hints = "".join(f"\n  {protocol.client_hint(base)}" for protocol in PROTOCOLS)
     print(
-        f"ltxtune: serving {config.db_path} at {base} with {config.workers} worker slot(s)"
+        f"ltxtune: serving {config.store_target if config.store is None else 'the PostgreSQL store'} at {base} with {config.workers} worker slot(s)"
         f"{' (model override: ' + config.model.value + ')' if config.model else ''}{hints}",
         file=sys.stderr,
     )
@@ -128,8 +141,11 @@ def run_worker(config: ServiceConfig) -> None:
     services = open_services(config)
     dispatcher = services.dispatcher()
     dispatcher.start()
-    worker = Worker(services)
-    log.info("%s serving %s with %d slot(s), runner %s", worker.worker_id, config.db_path, worker.slots, config.runner)
+    worker = Worker(services, capacity=worker_capacity(config))
+    log.info(
+        "%s serving %s (files in %s) with %d slot(s), runner %s",
+        worker.worker_id, services.store.describe(), services.files.objects.describe(), worker.slots, config.runner,
+    )  # fmt: skip
     try:
         worker.run_forever()
     finally:
@@ -137,15 +153,26 @@ def run_worker(config: ServiceConfig) -> None:
         services.close()
 
 
+def worker_capacity(config: ServiceConfig) -> "Capacity":
+    """What this host's worker can run: its GPUs, and the memory planner where this build has one."""
+    from ltxtune.jobs.capacity import Capacity, visible_gpus
+
+    try:
+        from ltxtune.models.planner import choose_memory as planner  # type: ignore[import-not-found]
+    except ImportError:
+        planner = None
+    return Capacity(gpus=tuple(visible_gpus(config.gpus)), planner=planner)
+
+
 def serve_command(settings: ServeSettings) -> None:
     """Serve every protocol's API (the fal queue, Civitai workflows), running jobs with an embedded worker."""
-    setup_logging(settings.verbose)
+    setup_logging(settings.verbose, settings.log_format)
     serve(settings.service_config())
 
 
 def worker_command(settings: WorkerSettings) -> None:
-    """Run queued jobs from the store in --data-dir (alongside or instead of `ltxtune serve`'s own worker)."""
-    setup_logging(settings.verbose)
+    """Run queued jobs from the store (--store, or --data-dir) alongside or instead of `ltxtune serve`'s own worker."""
+    setup_logging(settings.verbose, settings.log_format)
     run_worker(settings.service_config())
 
 

@@ -11,8 +11,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Sequence
 
-from ltxtune.jobs.records import EpochRecord, FileRecord, LogRecord, OutboxRecord, WorkerRecord
-from ltxtune.jobs.sql_rows import Row, dumps, epoch_from_row
+from ltxtune.jobs.records import Job, EpochRecord, FileRecord, LogRecord, OutboxRecord, WorkerRecord
+from ltxtune.jobs.sql_rows import Row, dumps, epoch_from_row, job_from_row
 from ltxtune.jobs.sql_rows import file_from_row as _file
 from ltxtune.jobs.sql_rows import outbox_from_row as _outbox
 
@@ -151,6 +151,11 @@ class AttachedTables:
                          tuple(json.loads(r["running"])), bool(r["draining"]))
             for r in rows
         ]
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs a worker holds now (preparing or running), oldest first."""
+        rows = self._read("SELECT * FROM jobs WHERE status IN ('preparing', 'running') ORDER BY seq")
+        return [job_from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status, and `webhook_backlog`: notifications not yet delivered."""
