@@ -138,7 +138,10 @@ def run_worker(config: ServiceConfig) -> None:
     from ltxtune.jobs.worker import Worker
     from ltxtune.protocols.registry import open_services
 
-    services = open_services(config)
+    try:
+        services = open_services(config)
+    except Exception as error:  # an unreachable or unmigrated store: say so, no traceback
+        raise fail(f"cannot open the job store: {error}", code=1) from None
     dispatcher = services.dispatcher()
     dispatcher.start()
     worker = Worker(services, capacity=worker_capacity(config))

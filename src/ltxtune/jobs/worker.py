@@ -131,13 +131,20 @@ class Worker:
             return list(self._runs)
 
     def _loop(self) -> None:
+        """Look at the queue when woken (a store notification, a run ending) or every `poll_s`;
+        between looks, report to the registry every heartbeat."""
+        next_look = 0.0
         while not self._stopping.is_set():
             try:
-                self.tick()
+                if self._wake.is_set() or time.monotonic() >= next_look:
+                    self._wake.clear()
+                    next_look = time.monotonic() + self.config.poll_s
+                    self.tick()
+                else:
+                    self._register()
             except Exception:
                 log.exception("worker loop failed; continuing")
-            self._wake.wait(self.config.poll_s)
-            self._wake.clear()
+            self._wake.wait(min(self.config.poll_s, self.config.heartbeat_s))
 
     def tick(self) -> None:
         store = self.services.store
