@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ltxtune.api import files
+from ltxtune.api import files, ops
 from ltxtune.api.common import ApiContext
 from ltxtune.api.errors import ApiError, InvalidJson
 from ltxtune.jobs.config import ServiceConfig
@@ -48,6 +48,7 @@ def create_app(config: ServiceConfig, *, services: Services | None = None) -> Fa
     app = FastAPI(title="ltxtune", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.ltxtune = ctx
     app.include_router(files.router)
+    app.include_router(ops.router)
     # Protocols that claim a path prefix first: the default protocol's routes match any path.
     for protocol in sorted(PROTOCOLS, key=lambda p: p is protocol_for_path("")):
         app.include_router(protocol.router())

@@ -162,3 +162,12 @@ class AttachedTables:
         totals = {r["status"]: int(r["n"]) for r in self._read("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
         backlog = self._read("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND dead = 0")
         return {**totals, "webhook_backlog": int(backlog[0]["n"])}
+
+    def durations(self, since: float) -> dict[str, tuple[int, float]]:
+        """Jobs ended since `since`, by status: (how many, their total seconds from first start)."""
+        rows = self._read(
+            """SELECT status, COUNT(*) AS n, SUM(completed_at - started_at) AS total FROM jobs
+               WHERE completed_at >= ? AND started_at IS NOT NULL GROUP BY status""",
+            (since,),
+        )
+        return {r["status"]: (int(r["n"]), float(r["total"] or 0.0)) for r in rows}

@@ -67,6 +67,7 @@ class Worker:
         self.slots = self.config.workers if slots is None else slots
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self._runs: dict[str, JobRun] = {}
+        self.step_seconds: dict[str, float] = {}  # job id -> the last reported seconds per training step
         self._free_slots = list(range(self.slots))
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -107,7 +108,7 @@ class Worker:
 
         self.services.store.register_worker(
             WorkerRecord(self.worker_id, self.capacity.host, self.started_at, time.time(), self.slots,
-                         self.capacity.advertised(), tuple(self.running), self.stopping)
+                         {**self.capacity.advertised(), "step_seconds": dict(self.step_seconds)}, tuple(self.running), self.stopping)
         )  # fmt: skip
 
     def run_forever(self) -> None:
@@ -170,6 +171,7 @@ class Worker:
     def _finished(self, run: "JobRun") -> None:
         with self._lock:
             self._runs.pop(run.job.id, None)
+            self.step_seconds.pop(run.job.id, None)
             self._free_slots.append(run.slot)
             self._free_slots.sort()
         self._wake.set()
@@ -375,6 +377,8 @@ class JobRun(threading.Thread):
             if event.phase in ("train", "validate"):
                 if event.phase == "train":
                     self.store.set_progress(job.id, self.worker.worker_id, event.fraction, text)
+                    if event.seconds_per_step is not None:
+                        self.worker.step_seconds[job.id] = event.seconds_per_step
                 self.store.mark_running(job.id, self.worker.worker_id)
         elif isinstance(event, CheckpointSaved):
             self._save_checkpoint(event)
