@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -14,11 +15,17 @@ from ltxtune.jobs.config import ApiKey, ServiceConfig, load_api_keys, parse_keys
 
 def test_without_keys_the_server_binds_loopback_and_says_so(tmp_path, monkeypatch, capsys):
     calls = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.update(kwargs))
-    serve_module.serve(ServiceConfig(data_dir=tmp_path / "d", host="0.0.0.0", workers=0))
-    assert calls["host"] == "127.0.0.1"
+
+    def run(self, sockets):
+        sock = sockets[0]
+        calls.update(host=sock.getsockname()[0], nodelay=sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        sock.close()
+
+    monkeypatch.setattr("uvicorn.Server.run", run)
+    serve_module.serve(ServiceConfig(data_dir=tmp_path / "d", host="0.0.0.0", port=0, workers=0))
+    assert calls["host"] == "127.0.0.1" and calls["nodelay"] == 1  # no 40 ms delayed-ACK wait per response
     assert "no API keys configured" in capsys.readouterr().err
-    serve_module.serve(ServiceConfig(data_dir=tmp_path / "d", host="0.0.0.0", workers=0, api_keys=(ApiKey("k"),)))
+    serve_module.serve(ServiceConfig(data_dir=tmp_path / "d", host="0.0.0.0", port=0, workers=0, api_keys=(ApiKey("k"),)))
     assert calls["host"] == "0.0.0.0"
 
 

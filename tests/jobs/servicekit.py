@@ -91,6 +91,7 @@ class LiveServer:
     def __init__(self, config: ServiceConfig):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `ltxtune serve` does
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.config = config.with_(host="127.0.0.1", port=self.port)

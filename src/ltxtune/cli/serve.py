@@ -14,6 +14,7 @@ Each command's options are the fields of one settings dataclass (`ServeSettings`
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +123,32 @@ def serve(config: ServiceConfig) -> None:
         f"{' (model override: ' + config.model.value + ')' if config.model else ''}{hints}",
         file=sys.stderr,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=config.port,
-        ssl_certfile=str(config.ssl_certfile) if config.ssl_certfile else None,
-        ssl_keyfile=str(config.ssl_keyfile) if config.ssl_keyfile else None,
-        log_level="info",
-        timeout_graceful_shutdown=5,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            ssl_certfile=str(config.ssl_certfile) if config.ssl_certfile else None,
+            ssl_keyfile=str(config.ssl_keyfile) if config.ssl_keyfile else None,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+        )
     )
+    server.run(sockets=[listening_socket(host, config.port)])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, with TCP_NODELAY (which accepted connections inherit): without
+    it a response written in two parts (headers, then body) waits for the client's delayed ACK,
+    about 40 ms per request on Linux."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise fail(f"cannot listen on {host}:{port}: {error.strerror}", code=1) from None
+    return sock
 
 
 def run_worker(config: ServiceConfig) -> None:
