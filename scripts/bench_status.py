@@ -7,8 +7,9 @@ For each backend it starts `ltxtune serve --model tiny` (one worker slot, the re
 loopback, submits one long fal job on a generated dataset and `--queued` more that wait behind
 it, then measures for `--seconds` each:
   1. the training seconds per step with no pollers;
-  2. the same with `--pollers` concurrent clients polling the job's fal status route, and every
-     status read's latency (p50 / p99 / max), the request rate and errors.
+  2. the same with `--pollers` concurrent clients reading the job's fal status route every
+     `--interval` seconds (as a client's status poll does; 0: back to back), and every status
+     read's latency (p50 / p99 / max), the request rate and errors.
 It prints one line per phase and a summary (targets: p99 under 50 ms with 200 pollers, the step
 slowed by at most 1.5x). Everything is bounded: loopback only, a fixed number of clients and
 seconds; the job is canceled and the server stopped at the end. PostgreSQL runs in a database
@@ -54,6 +55,43 @@ def serve_dataset(root: Path) -> str:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{httpd.server_address[1]}/clips.zip"
+
+
+def poll_process(port: int, path: str, pollers: int, interval: float, seconds: float, results) -> None:
+    """Pollers on raw HTTP/1.1 keep-alive connections (asyncio streams: little client CPU)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+
+    async def poller(offset: float) -> None:
+        nonlocal errors
+        await asyncio.sleep(offset)  # spread the first reads over one interval
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        end = time.monotonic() + seconds - offset
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            try:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+                await reader.readexactly(length)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors += 1
+            except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
+                errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            elapsed = time.perf_counter() - started
+            latencies.append(elapsed)
+            if interval > elapsed:
+                await asyncio.sleep(interval - elapsed)
+        writer.close()
+
+    async def main() -> None:
+        await asyncio.gather(*(poller(interval * i / max(1, pollers)) for i in range(pollers)))
+
+    asyncio.run(main())
+    results.put((latencies, errors))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -147,28 +185,28 @@ class Bench:
                 return now
             time.sleep(0.05)
 
-    async def poll(self, status_url: str, seconds: float) -> tuple[list[float], int]:
-        import httpx
+    def poll(self, status_url: str, seconds: float) -> tuple[list[float], int]:
+        """`--pollers` clients, spread over `--client-processes` processes (one Python process
+        cannot make a few hundred requests a second), each reading the status every `--interval`
+        seconds (0: back to back) for `seconds`; returns every latency and the errors."""
+        import multiprocessing
 
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        processes = max(1, min(self.args.client_processes, self.args.pollers))
+        shares = [self.args.pollers // processes + (1 if i < self.args.pollers % processes else 0) for i in range(processes)]
+        path = urlsplit(status_url).path
+        clients = [ctx.Process(target=poll_process, args=(self.port, path, share, self.args.interval, seconds, results)) for share in shares]
+        for client in clients:
+            client.start()
         latencies: list[float] = []
         errors = 0
-        end = time.monotonic() + seconds
-        limits = httpx.Limits(max_connections=self.args.pollers, max_keepalive_connections=self.args.pollers)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-
-            async def poller() -> None:
-                nonlocal errors
-                while time.monotonic() < end:
-                    started = time.perf_counter()
-                    try:
-                        answer = await client.get(status_url)
-                        if answer.status_code != 200:
-                            errors += 1
-                    except httpx.HTTPError:
-                        errors += 1
-                    latencies.append(time.perf_counter() - started)
-
-            await asyncio.gather(*(poller() for _ in range(self.args.pollers)))
+        for _ in clients:
+            got, failed = results.get(timeout=seconds + 120)
+            latencies += got
+            errors += failed
+        for client in clients:
+            client.join(30)
         return latencies, errors
 
     def run(self) -> dict:
@@ -193,7 +231,7 @@ class Bench:
                 measuring = threading.Thread(target=measure_under_load)
                 measuring.start()
                 started = time.monotonic()
-                latencies, errors = asyncio.run(self.poll(status_url, self.args.seconds + 2 * quiet + 1))
+                latencies, errors = self.poll(status_url, self.args.seconds + 2 * quiet + 1)
                 elapsed = time.monotonic() - started
                 measuring.join()
                 for item in [submitted, *queued]:
@@ -217,7 +255,7 @@ class Bench:
             "step_s_loaded": result["loaded"],
         }
         print(
-            f"[{self.backend}] {self.args.pollers} pollers: {line['requests']} requests ({line['rps']:.0f}/s, {errors} errors), "
+            f"[{self.backend}] {self.args.pollers} pollers every {self.args.interval:g} s: {line['requests']} requests ({line['rps']:.0f}/s, {errors} errors), "
             f"p50 {line['p50_ms']:.1f} ms, p99 {line['p99_ms']:.1f} ms, max {line['max_ms']:.1f} ms; "
             f"{line['step_s_loaded']:.3f} s/step ({line['step_s_loaded'] / quiet:.2f}x)",
             flush=True,
@@ -230,6 +268,8 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres", help="Comma-separated: sqlite, postgres.")
     parser.add_argument("--pollers", type=int, default=200)
     parser.add_argument("--queued", type=int, default=50, help="Jobs waiting behind the training one.")
+    parser.add_argument("--interval", type=float, default=1.0, help="Seconds between one poller's reads (0: back to back).")
+    parser.add_argument("--client-processes", type=int, default=4, help="Processes the pollers are spread over.")
     parser.add_argument("--seconds", type=float, default=20.0, help="Length of each measurement.")
     parser.add_argument("--postgres", default=os.environ.get("LTXTUNE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
