@@ -15,6 +15,7 @@ psycopg 3 is needed only here (`pip install 'ltxtune[postgres]'`).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -64,18 +65,25 @@ class _Connection:
 
 
 class PostgresStore(SqlStore):
-    """All reads and writes of the job store, in PostgreSQL. Thread-safe; one instance per process
-    (one connection, used by one thread at a time, reopened if it breaks)."""
+    """All reads and writes of the job store, in PostgreSQL. Thread-safe; one instance per process,
+    with a pool of up to `POOL_SIZE` connections (each used by one thread at a time, reopened if
+    it breaks)."""
 
     LOCK_ROW = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
+    POOL_SIZE = 8  # connections one process opens at most (API threads read at the same time)
+
     def __init__(self, url: str, notifier: Notifier = no_notifications):
         self.url = url
         self._notifier = notifier
-        self._lock = threading.RLock()
-        self._raw = _connect(url)
-        check_version(_Connection(self._raw), redact(url))
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._opened = threading.BoundedSemaphore(self.POOL_SIZE)
+        self._held = threading.local()  # the connection this thread uses now (nested calls share it)
+        self._all: list[Any] = []
+        self._closed = False
+        with self._connection() as raw:
+            check_version(_Connection(raw), redact(url))
         self._listeners: list[threading.Event] = []
 
     @classmethod
@@ -93,27 +101,52 @@ class PostgresStore(SqlStore):
     def close(self) -> None:
         for stop in self._listeners:
             stop.set()
-        with self._lock:
-            self._raw.close()
+        self._closed = True
+        for raw in list(self._all):
+            raw.close()
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _connection(self) -> Any:
-        if self._raw.closed or self._raw.broken:
-            log.warning("the job store connection was lost; reconnecting to %s", redact(self.url))
-            self._raw = _connect(self.url)
-        return self._raw
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A connection of the pool for this thread (the one it holds already, when nested)."""
+        held = getattr(self._held, "raw", None)
+        if held is not None:
+            yield held
+            return
+        self._opened.acquire()
+        try:
+            raw = self._idle.get_nowait() if not self._idle.empty() else None
+            if raw is None or raw.closed or raw.broken:
+                if raw is not None:
+                    log.warning("a job store connection was lost; reconnecting to %s", redact(self.url))
+                    self._all.remove(raw)
+                raw = _connect(self.url)
+                self._all.append(raw)
+            self._held.raw = raw
+            try:
+                yield raw
+            finally:
+                self._held.raw = None
+                if not self._closed:
+                    self._idle.put(raw)
+        finally:
+            self._opened.release()
 
     @contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[_Connection]:
-        with self._lock:
-            raw = self._connection()
+        """A transaction for writes. Reads (`immediate=False`) run without one: at READ COMMITTED
+        each statement sees its own snapshot either way, and two round trips are saved."""
+        with self._connection() as raw:
+            if not immediate and not raw.info.transaction_status:
+                yield _Connection(raw)
+                return
             with raw.transaction():
                 yield _Connection(raw)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with self._lock:
-            return self._connection().execute(_placeholders(sql), tuple(params)).fetchall()
+        with self._connection() as raw:
+            return raw.execute(_placeholders(sql), tuple(params)).fetchall()
 
     def _tag_clause(self) -> str:
         return "(jobs.payload::jsonb -> 'tags') @> jsonb_build_array(?::text)"

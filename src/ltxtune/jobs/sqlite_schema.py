@@ -113,6 +113,8 @@ CREATE TABLE IF NOT EXISTS outbox (
   last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(job_id, url, id) WHERE delivered_at IS NULL AND dead = 0;
+"""
+WORKERS_TABLE = """
 CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY,
   host TEXT NOT NULL,
@@ -124,6 +126,7 @@ CREATE TABLE IF NOT EXISTS workers (
   draining INTEGER NOT NULL DEFAULT 0
 );
 """
+
 
 
 # Version 1 -> 2: the protocol's columns fold into `payload` (the v1 `request` object plus tags,
@@ -152,7 +155,7 @@ SELECT id, seq, flavour, endpoint, owner, user_id, external_id, plan,
 FROM jobs_v1;
 DROP TABLE jobs_v1;
 """
-MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: ""}  # 2 -> 3: `workers` (made with OTHER_TABLES)
+MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: ""}  # 2 -> 3: `workers` (made with the other side tables)
 
 
 def stored_version(conn: sqlite3.Connection) -> int | None:
@@ -165,7 +168,7 @@ def stored_version(conn: sqlite3.Connection) -> int | None:
 
 def create_or_migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Bring the store at `conn` to SCHEMA_VERSION (inside the caller's transaction)."""
-    for statement in _statements(OTHER_TABLES):
+    for statement in _statements(OTHER_TABLES + WORKERS_TABLE):
         conn.execute(statement)
     version = stored_version(conn)
     if version is None:
