@@ -8,8 +8,10 @@ from pathlib import Path
 from ltxtune.jobs.store import JobStatus, open_store
 
 
-def claim_until_empty(target: str, worker_id: str, results) -> None:
+def claim_until_empty(target: str, worker_id: str, results, ready, go) -> None:
     store = open_store(target if target.startswith("postgresql") else Path(target))
+    ready.put(worker_id)
+    go.wait(120)  # every claimer starts at once
     ran: list[str] = []
     idle = 0
     while idle < 3:  # a few empty looks in a row: the others took the rest

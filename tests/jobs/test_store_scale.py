@@ -21,10 +21,13 @@ def test_eight_processes_run_each_of_200_jobs_once(open_new, store_target):
     store = open_new()
     made = {store.create(new_job())[0].id for _ in range(200)}
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    workers = [ctx.Process(target=claim_until_empty, args=(store_target, f"host-{i}", results)) for i in range(8)]
+    results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    workers = [ctx.Process(target=claim_until_empty, args=(store_target, f"host-{i}", results, ready, go)) for i in range(8)]
     for process in workers:
         process.start()
+    for _ in workers:
+        ready.get(timeout=120)
+    go.set()
     reports = [results.get(timeout=240) for _ in workers]
     for process in workers:
         process.join(30)
