@@ -115,7 +115,10 @@ def serve(config: ServiceConfig) -> None:
     if note:
         print(f"ltxtune: {note}", file=sys.stderr)
     config = config.with_(host=host)
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except Exception as error:  # an unreachable or unmigrated store: say so, no traceback
+        raise fail(f"cannot open the job store: {error}", code=1) from None
     base = config.default_base_url()
     hints = "".join(f"\n  {protocol.client_hint(base)}" for protocol in PROTOCOLS)
     print(
