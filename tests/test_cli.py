@@ -100,8 +100,9 @@ def test_train_tiny_lists_the_files_it_wrote(tmp_path):
     assert f"lora_file      {tmp_path / 'run' / 'outputs' / 'lora.safetensors'}" in result.stdout
     assert "config_file" in result.stdout and "video" not in result.stdout.split("Files written:")[1].split("price")[0]
     again = runner.invoke(app, ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--out", str(tmp_path / "run"),
-                                "--model", "tiny", "--cache-dir", str(tmp_path / "cache")])
+                                "--model", "tiny", "--cache-dir", str(tmp_path / "cache"), "--threads", "1"])
     assert again.exit_code == 0 and "resuming from step 100" in again.stderr
+    assert "using 1 CPU thread(s) (set by --threads" in again.stderr
 
 
 def test_models_export_tiny_and_refuse_real(tmp_path):

@@ -107,3 +107,5 @@ class RunSettings:
     state_every: int = 100  # steps between saved training states (resume points)
     gradient_checkpointing: bool | None = None  # None: on for the real families, off for tiny
     memory: str = "auto"  # memory preset (`ltxtune.specs.memory`): auto, bf16, fp8, int8, nf4, optionally +offload
+    cpu_slots: int = 1  # trainings that share this machine's cores at once (`ltxtune.threads`)
+    threads: int | None = None  # CPU threads for torch; None: the process's share of the cores

@@ -97,6 +97,8 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     allow_private_urls: bool = ALLOW_PRIVATE,
     memory: str = MEMORY,
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: this process's share of "
+                                       "the cores it may use; also LTXTUNE_THREADS)."),
 ) -> None:
     """Run a whole training job: prepare, cache, train, previews, outputs."""
     from ltxtune.data.errors import DatasetError
@@ -108,7 +110,7 @@ def train(
 
     plan = plan_for_run(endpoint, request, model, continue_from)
     settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device,
-                           memory=memory)
+                           memory=memory, threads=threads)
     with ConsoleProgress() as progress:
         try:
             outputs = run_job(plan, out, settings=settings, on_event=progress)

@@ -187,6 +187,7 @@ class JobRun(threading.Thread):
             allow_private_urls=self.config.allow_private_urls,
             device=self.config.device,
             memory=self.config.memory,
+            cpu_slots=self.config.workers,
         )
         ctx = multiprocessing.get_context("spawn")
         receiver, sender = ctx.Pipe(duplex=False)

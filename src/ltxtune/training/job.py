@@ -24,6 +24,7 @@ from ltxtune.models.load import load_transformer
 from ltxtune.models.memory import apply_memory_preset, place_trainable, resolve_memory
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
 from ltxtune.specs.plan import TrainingPlan
+from ltxtune.threads import apply_thread_policy
 from ltxtune.training.cache import Cache, build_examples, weights_id
 from ltxtune.events import (
     CheckpointSaved,
@@ -99,6 +100,7 @@ def run_job(
     device = pick_device(settings.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     on_event(LogLine(f"ltxtune {__version__}: {plan.endpoint} ({plan.mode.value}) on {family.title}, {device.type}"))
+    on_event(LogLine(apply_thread_policy(settings.cpu_slots, settings.threads).describe()))
     memory = resolve_memory(settings.memory, plan, family, device)
     on_event(LogLine(f"memory preset {memory.describe()}"))
     for warning in plan.warnings:
