@@ -1,0 +1,510 @@
+"""Memory planner: peak device memory of each phase of a job, from the model's real shapes. Torch-free.
+
+The API process imports this to answer Civitai `whatif` and `ltxtune validate`, so everything here is
+arithmetic over package data: parameter counts from the stored configs
+(`ltxtune.models.architecture`), token counts from the plan's frames and buckets and the family's
+latent geometry (`ltxtune.models.families`), the LoRA rank and the optimiser.
+
+Phases (each estimated alone; the job's peak is the largest):
+- `captions`: Gemma 3 (weights in the preset's format; with offload only its embeddings and two
+  decoder layers are resident) then the text connectors in bf16. Under `bf16` without offload both
+  are resident together, as ltxtune loads them today.
+- `latents`: the video VAE encoder in bf16 over one clip, tiled above 512x512 pixels, and the audio
+  VAE.
+- `train`: frozen transformer weights in the preset's format (offloaded blocks excluded, two blocks
+  of prefetch buffer added), fp32 LoRA parameters and gradients, optimiser state, activations of
+  one step with gradient checkpointing per block and SDPA's memory-efficient/flash attention.
+- `previews`: the transformer and LoRA (plus the optimiser state, still resident), the VAE decoder,
+  audio VAE and vocoder, and the larger of one denoising call (classifier-free guidance doubles the
+  batch) and a tiled decode, at the validation size.
+
+Which figures come from the trace and which are modelled:
+- Traced (`tests/models/test_planner.py` checks them against a `LiveBytes` trace of the real
+  full-size diffusers transformer on the meta device, forward + backward + AdamW step): the weight,
+  LoRA, gradient and optimiser bytes (exact), the checkpointed block inputs (exact: one video and
+  one audio hidden state per block), and the transient of one block's recompute and backward, which
+  is `_BLOCK_VIDEO_COPIES` / `_BLOCK_AUDIO_COPIES` / `_BLOCK_TEXT_COPIES` hidden-state copies per
+  token plus the LoRA input copies and, for quantised storage, the block's dequantised weights.
+  The copy counts were counted from the trace of one LTX-2.3 block at 768x768x89 and are checked at
+  other sizes and on LTX-2 by the test.
+- Modelled: the CUDA context (`CUDA_CONTEXT_BYTES`), the caching allocator's fragmentation
+  (`FRAGMENTATION` of the activations), the bf16 autocast of a CUDA run (LoRA inputs are saved as
+  bf16 copies there; the meta trace has no autocast and saves fp32 copies), VAE, Gemma and
+  denoising activations (a small multiple of the largest feature map / hidden state, stated where
+  used), quantisation scales (fp8/int8: one fp32 scale per output channel; nf4: one fp32 absmax per
+  64 weights) and the offload prefetch buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ltxtune.models.architecture import component_config, component_params, gemma_param_count, text_encoder_facts, transformer_facts
+from ltxtune.models.families import ModelFamily, get_family
+from ltxtune.specs.common import bucket_for_area
+from ltxtune.specs.memory import PRESETS, MemoryPreset, WeightFormat
+
+GiB = 1024**3
+CUDA_CONTEXT_BYTES = int(0.75 * GiB)  # CUDA context + cuBLAS/cuDNN workspaces: 0.5-1 GiB on current GPUs
+FRAGMENTATION = 0.10  # the caching allocator's slack over live activation bytes
+DEFAULT_MARGIN = 0.05  # `choose_memory` keeps this fraction of the free memory unused
+NF4_BLOCK = 64  # bitsandbytes nf4 block size: one fp32 absmax per 64 weights
+PREFETCH_BLOCKS = 2  # offload: the block in use and the one being copied in
+DUMMY_AUDIO_TOKENS = 1  # `training.strategies`: video-only runs carry one dummy audio token
+CFG_BATCH = 2  # previews: conditional and unconditional prompts in one batch
+
+# Hidden-state copies (of the stream's width, at the compute dtype) one block's recompute and
+# backward hold per token, besides the LoRA input copies: counted from the meta trace (module doc).
+# The step's few fixed tensors (inputs, outputs, loss, RoPE tables) are folded into these.
+_BLOCK_VIDEO_COPIES = 52.4
+_BLOCK_AUDIO_COPIES = 33.6
+_BLOCK_TEXT_COPIES = 6.1  # per text token, of (video width + audio width)
+
+# Optimiser state bytes per LoRA parameter (fp32 moments; bitsandbytes' 8-bit AdamW on CUDA).
+_OPTIMIZER_STATE = {"adamw": 8.0, "adamw8bit": 2.0, "adafactor": 0.1, "prodigy": 16.0}
+
+
+class MemoryDoesNotFit(RuntimeError):
+    """No preset fits the device; the message says what the job needs and what would fit."""
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """Token counts of the largest training sample (or preview) of a plan."""
+
+    width: int
+    height: int
+    frames: int
+    audio: bool
+    video_tokens: int
+    audio_tokens: int
+    text_tokens: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.width}x{self.height}x{self.frames}" + ("+audio" if self.audio else "")
+
+
+@dataclass(frozen=True)
+class PhaseEstimate:
+    name: str
+    parts: dict[str, int]  # bytes by what holds them
+    note: str = ""
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.parts.values())
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    family: str
+    preset: MemoryPreset
+    offload_blocks: int
+    device_type: str
+    shape: StepShape
+    phases: tuple[PhaseEstimate, ...]
+
+    @property
+    def peak(self) -> int:
+        return max(phase.bytes for phase in self.phases)
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases, key=lambda phase: phase.bytes).name
+
+    def phase(self, name: str) -> PhaseEstimate:
+        return next(p for p in self.phases if p.name == name)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "preset": self.preset.name,
+            "offload_blocks": self.offload_blocks,
+            "device": self.device_type,
+            "shape": self.shape.label,
+            "peak_bytes": self.peak,
+            "peak_gib": round(self.peak / GiB, 2),
+            "peak_phase": self.peak_phase,
+            "phases": {
+                p.name: {"bytes": p.bytes, "gib": round(p.bytes / GiB, 2), "parts": dict(p.parts), **({"note": p.note} if p.note else {})}
+                for p in self.phases
+            },
+        }
+
+
+@dataclass(frozen=True)
+class MemoryChoice:
+    preset: MemoryPreset
+    offload_blocks: int
+    estimate: MemoryEstimate
+    free_bytes: int
+    margin_bytes: int
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"preset": self.preset.name, "offload_blocks": self.offload_blocks, "free_bytes": self.free_bytes,
+                "margin_bytes": self.margin_bytes, **({"note": self.note} if self.note else {}),
+                "estimate": self.estimate.as_json()}
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def _fam(family: str | ModelFamily) -> ModelFamily:
+    return get_family(family if isinstance(family, ModelFamily) else str(getattr(family, "value", family)))
+
+
+def step_shape(family: ModelFamily, width: int, height: int, frames: int, fps: float, audio: bool) -> StepShape:
+    f, h, w = family.latent_video_shape(frames, height, width)
+    return StepShape(width=width, height=height, frames=frames, audio=audio, video_tokens=f * h * w,
+                     audio_tokens=family.audio_latent_frames(frames, fps) if audio else DUMMY_AUDIO_TOKENS,
+                     text_tokens=family.max_sequence_length)
+
+
+def training_shape(plan, family: ModelFamily, *, width: int | None = None, height: int | None = None,
+                   frames: int | None = None) -> StepShape:
+    """The largest sample the plan trains on: its bucket (Civitai: the largest of the area buckets of
+    16:9, 1:1 and 9:16 clips), its frame count, audio unless the plan turns it off, and v2v's
+    reference tokens (appended at the same size)."""
+    rules = plan.dataset
+    frames = frames or rules.frames
+    if width is None or height is None:
+        if rules.bucket is not None:
+            width, height = rules.bucket.width, rules.bucket.height
+        else:
+            side = rules.area_side
+            buckets = [bucket_for_area(side, w, h) for w, h in ((16, 9), (1, 1), (9, 16))]
+            biggest = max(buckets, key=lambda b: b.width * b.height)
+            width, height = biggest.width, biggest.height
+    shape = step_shape(family, width, height, frames, rules.fps, rules.audio.use is not False)
+    if plan.mode.value == "v2v":
+        shape = StepShape(**{**shape.__dict__, "video_tokens": 2 * shape.video_tokens})
+    return shape
+
+
+def preview_shape(plan, family: ModelFamily) -> StepShape | None:
+    rules = plan.validation
+    if not rules.prompts:
+        return None
+    return step_shape(family, rules.bucket.width, rules.bucket.height, rules.frames, rules.fps,
+                      rules.audio and plan.dataset.audio.use is not False)
+
+
+# ---------------------------------------------------------------- weights
+
+
+def weight_bytes(count: int, weights: WeightFormat) -> float:
+    """Storage of `count` Linear weights in a format, with its scales (see module doc)."""
+    if weights is WeightFormat.nf4:
+        return count * (0.5 + 4 / NF4_BLOCK)
+    return count * weights.bytes_per_weight
+
+
+def _scale_bytes(facts: dict, weights: WeightFormat) -> int:
+    """fp8 / int8: one fp32 scale per output channel of each block Linear."""
+    if weights in (WeightFormat.fp8, WeightFormat.int8):
+        return 4 * sum(fan_out for _, _, fan_out in facts["block_linears"])
+    return 0
+
+
+def block_bytes(facts: dict, preset: MemoryPreset, compute_bytes: int) -> int:
+    """One transformer block on the device: Linear weights in the preset's format, the rest in compute dtype."""
+    weights = preset.weights
+    if weights is WeightFormat.bf16:
+        return (facts["block_linear_weights"] + facts["block_other_params"]) * compute_bytes
+    return int(weight_bytes(facts["block_linear_weights"], weights)) + _scale_bytes(facts, weights) \
+        + facts["block_other_params"] * compute_bytes
+
+
+def lora_param_count(facts: dict, rank: int) -> int:
+    return facts["num_layers"] * sum(rank * (fan_in + fan_out) for _, fan_in, fan_out in facts["lora_targets"])
+
+
+# ---------------------------------------------------------------- activations
+
+
+def _input_stream(name: str) -> str:
+    """Which token stream a block Linear reads: 'video', 'audio' or 'text'."""
+    attention, _, projection = name.partition(".")
+    if attention in ("attn2", "audio_attn2") and projection in ("to_k", "to_v"):
+        return "text"
+    if attention == "video_to_audio_attn":
+        return "video" if projection in ("to_k", "to_v") else "audio"
+    if attention == "audio_to_video_attn":
+        return "audio" if projection in ("to_k", "to_v") else "video"
+    return "audio" if attention.startswith("audio") else "video"
+
+
+def _stream_tokens(shape: StepShape, stream: str) -> int:
+    return {"video": shape.video_tokens, "audio": shape.audio_tokens, "text": shape.text_tokens}[stream]
+
+
+def lora_input_elements(facts: dict, shape: StepShape) -> int:
+    """Elements of the inputs peft copies into the LoRA dtype within one block (one copy per target)."""
+    return sum(fan_in * _stream_tokens(shape, _input_stream(name)) for name, fan_in, _ in facts["lora_targets"])
+
+
+def training_activation_bytes(family: ModelFamily, shape: StepShape, preset: MemoryPreset, *, compute_bytes: int = 2,
+                              lora_input_bytes: int = 2) -> dict[str, int]:
+    """Activation bytes of one training step at its peak (the backward of the last block).
+
+    `stored`: the checkpointed inputs of every block; `block`: one block's recompute + backward;
+    `lora_inputs`: the LoRA input copies of that block (bf16 under CUDA autocast, fp32 without);
+    `dequantised`: for quantised storage, the block's Linear weights dequantised to the compute
+    dtype and kept for the backward.
+    """
+    facts = transformer_facts(family.name)
+    dv, da = family.video_dim, family.audio_dim
+    stored = facts["num_layers"] * (shape.video_tokens * dv + shape.audio_tokens * da) * compute_bytes
+    block = (_BLOCK_VIDEO_COPIES * shape.video_tokens * dv + _BLOCK_AUDIO_COPIES * shape.audio_tokens * da
+             + _BLOCK_TEXT_COPIES * shape.text_tokens * (dv + da)) * compute_bytes
+    parts = {"stored": int(stored), "block": int(block),
+             "lora_inputs": lora_input_elements(facts, shape) * lora_input_bytes}
+    if preset.weights is not WeightFormat.bf16:
+        parts["dequantised"] = facts["block_linear_weights"] * compute_bytes
+    return parts
+
+
+# ---------------------------------------------------------------- phases
+
+
+def _train_phase(family: ModelFamily, plan, shape: StepShape, preset: MemoryPreset, offload_blocks: int,
+                 compute_bytes: int, on_cuda: bool) -> PhaseEstimate:
+    facts = transformer_facts(family.name)
+    layers = facts["num_layers"]
+    resident = layers - offload_blocks
+    one_block = block_bytes(facts, preset, compute_bytes)
+    lora = lora_param_count(facts, plan.lora.rank)
+    optimizer = plan.optimisation.optimizer
+    if optimizer == "adamw8bit" and not on_cuda:
+        optimizer = "adamw"  # `training.optim`: 8-bit AdamW needs CUDA, AdamW replaces it
+    activations = training_activation_bytes(family, shape, preset, compute_bytes=compute_bytes,
+                                            lora_input_bytes=2 if on_cuda else 4)
+    # The step peaks in the backward of the last block (every block's input still stored, one
+    # block's LoRA gradients so far) unless the optimiser step (all gradients plus a temporary of
+    # the LoRA's size) is larger, which happens only for very short clips.
+    in_backward = sum(activations.values()) + lora // layers * 4
+    in_step = lora * 4 + lora * 4
+    parts = {
+        "base_weights": resident * one_block + facts["outside_params"] * compute_bytes,
+        "lora_params": lora * 4,
+        "optimizer_state": int(lora * _OPTIMIZER_STATE[optimizer]),
+    }
+    if in_backward >= in_step:
+        parts.update({"lora_grads": lora // layers * 4, **{f"activations_{k}": v for k, v in activations.items()}})
+    else:
+        parts.update({"lora_grads": lora * 4, "optimizer_temporaries": lora * 4})
+    if offload_blocks:
+        parts["prefetch_buffer"] = min(PREFETCH_BLOCKS, offload_blocks) * one_block
+    if on_cuda:
+        parts["fragmentation"] = int(FRAGMENTATION * max(in_backward, in_step))
+        parts["cuda_context"] = CUDA_CONTEXT_BYTES
+    note = f"{resident} of {layers} blocks resident" + (f", {offload_blocks} in pinned host memory" if offload_blocks else "")
+    return PhaseEstimate("train", parts, note)
+
+
+def _caption_phase(family: ModelFamily, preset: MemoryPreset, compute_bytes: int, on_cuda: bool) -> PhaseEstimate:
+    facts = text_encoder_facts(family.name)
+    text = facts["text_config"]
+    h, layers, inter = text["hidden_size"], text["num_hidden_layers"], text["intermediate_size"]
+    total = gemma_param_count(facts)
+    per_layer_linear = h * (text["num_attention_heads"] + 2 * text["num_key_value_heads"]) * text["head_dim"] \
+        + text["num_attention_heads"] * text["head_dim"] * h + 3 * h * inter
+    linear = layers * per_layer_linear
+    other = total - linear  # embedding, vision tower, norms: kept in compute dtype
+    if preset.weights is WeightFormat.bf16:
+        layer_bytes = per_layer_linear * compute_bytes
+    else:
+        layer_bytes = int(weight_bytes(per_layer_linear, preset.weights))
+    resident_layers = min(PREFETCH_BLOCKS, layers) if preset.offload else layers
+    gemma = other * compute_bytes + resident_layers * layer_bytes
+    tokens = family.max_sequence_length
+    # Every layer's hidden state is returned (the connectors read all of them), plus the MLP's
+    # widest intermediate twice while a layer runs.
+    gemma_activations = (layers + 1) * tokens * h * compute_bytes + 2 * tokens * inter * compute_bytes
+    connectors = component_params(family.name, "connectors") * compute_bytes
+    parts = {"text_encoder": gemma, "text_activations": gemma_activations}
+    together = preset == MemoryPreset(WeightFormat.bf16)
+    if together:
+        parts["connectors"] = connectors
+        note = "Gemma 3 and the connectors resident together"
+    else:
+        # Gemma is freed before the connectors run: the phase needs the larger of the two.
+        parts["connectors"] = max(0, connectors - gemma)
+        note = "Gemma 3, then the connectors (never together)"
+    if on_cuda:
+        parts["cuda_context"] = CUDA_CONTEXT_BYTES
+    return PhaseEstimate("captions", parts, note)
+
+
+VAE_TILE = 512  # pixels: diffusers' default `tile_sample_min_height/width` for the LTX-2 VAE
+VAE_TILE_FRAMES = 16  # diffusers' default `tile_sample_min_num_frames`
+_VAE_LIVE_MAPS = 5  # largest feature maps alive at once in a resnet block (input, norm, act, conv, padding)
+
+
+def _vae_map_bytes(family: ModelFamily, width: int, height: int, frames: int, compute_bytes: int, *, decoder: bool) -> int:
+    """Bytes of the VAE's largest feature map (the first/last level, after the 4x4 patchify)."""
+    config = component_config(family.name, "vae")
+    channels = (config["decoder_block_out_channels"] if decoder else config["block_out_channels"])[0]
+    patch = config["patch_size"]
+    return (width // patch) * (height // patch) * frames * channels * compute_bytes
+
+
+def _vae_activation(family: ModelFamily, width: int, height: int, frames: int, compute_bytes: int, *, decoder: bool) -> tuple[int, bool]:
+    tiled = width * height > VAE_TILE * VAE_TILE
+    if tiled:
+        # Tiles overlap by a quarter; one tile (and its blend target) is live at a time.
+        width, height, frames = min(width, VAE_TILE), min(height, VAE_TILE), min(frames, VAE_TILE_FRAMES + 1)
+    return _VAE_LIVE_MAPS * _vae_map_bytes(family, width, height, frames, compute_bytes, decoder=decoder), tiled
+
+
+def _latent_phase(family: ModelFamily, shape: StepShape, compute_bytes: int, on_cuda: bool) -> PhaseEstimate:
+    vae = component_params(family.name, "vae") * compute_bytes
+    activations, tiled = _vae_activation(family, shape.width, shape.height, shape.frames, compute_bytes, decoder=False)
+    parts = {"video_vae": vae, "vae_activations": activations}
+    if shape.audio:
+        parts["audio_vae"] = component_params(family.name, "audio_vae") * compute_bytes
+    if on_cuda:
+        parts["cuda_context"] = CUDA_CONTEXT_BYTES
+    return PhaseEstimate("latents", parts, "tiled encode" if tiled else "untiled encode")
+
+
+def _preview_phase(family: ModelFamily, plan, preview: StepShape, train: PhaseEstimate, compute_bytes: int,
+                   on_cuda: bool) -> PhaseEstimate:
+    keep = ("base_weights", "prefetch_buffer", "lora_params", "optimizer_state", "cuda_context")
+    parts = {k: v for k, v in train.parts.items() if k in keep}
+    parts["decoders"] = (component_params(family.name, "vae") + component_params(family.name, "audio_vae")
+                         + component_params(family.name, "vocoder")) * compute_bytes
+    # One block at inference holds about 8 hidden-state copies of the video stream (input, norm,
+    # q/k/v, attention output, the 4x feed-forward intermediate counts 4); the batch is doubled by CFG.
+    denoise = CFG_BATCH * 8 * (preview.video_tokens * family.video_dim + preview.audio_tokens * family.audio_dim) * compute_bytes
+    decode, tiled = _vae_activation(family, preview.width, preview.height, preview.frames, compute_bytes, decoder=True)
+    parts["preview_activations"] = max(denoise, decode)
+    return PhaseEstimate("previews", parts, f"at {preview.label}" + (", tiled decode" if tiled else ""))
+
+
+def estimate_memory(plan, family: str | ModelFamily, preset: MemoryPreset | None, *, offload_blocks: int = 0,
+                    device_type: str = "cuda", shape: StepShape | None = None) -> MemoryEstimate:
+    """Peak device bytes of each phase of `plan` on `family` under `preset` (None: bf16).
+
+    `offload_blocks` counts the transformer blocks kept in host memory (only with an offload
+    preset; 0 with one means half the blocks). `device_type="cpu"` estimates host RAM of a CPU run
+    (float32 weights, no CUDA context). `shape` overrides the plan's training sample size.
+    """
+    family = _fam(family)
+    preset = preset or MemoryPreset(WeightFormat.bf16)
+    facts = transformer_facts(family.name)
+    if preset.offload and offload_blocks == 0:
+        offload_blocks = facts["num_layers"] // 2
+    if not preset.offload and offload_blocks:
+        raise ValueError(f"offload_blocks={offload_blocks} needs an offload preset (e.g. {preset.weights.value}+offload)")
+    if not 0 <= offload_blocks <= facts["num_layers"]:
+        raise ValueError(f"offload_blocks must be between 0 and {facts['num_layers']}, not {offload_blocks}")
+    on_cuda = device_type == "cuda"
+    compute_bytes = 2 if on_cuda else 4
+    shape = shape or training_shape(plan, family)
+    train = _train_phase(family, plan, shape, preset, offload_blocks, compute_bytes, on_cuda)
+    phases = [_caption_phase(family, preset, compute_bytes, on_cuda), _latent_phase(family, shape, compute_bytes, on_cuda), train]
+    preview = preview_shape(plan, family)
+    if preview is not None:
+        phases.append(_preview_phase(family, plan, preview, train, compute_bytes, on_cuda))
+    return MemoryEstimate(family=family.name, preset=preset, offload_blocks=offload_blocks, device_type=device_type,
+                          shape=shape, phases=tuple(phases))
+
+
+# ---------------------------------------------------------------- choosing
+
+
+def _fitting(plan, family: ModelFamily, budget: int, shape: StepShape | None = None) -> tuple[MemoryPreset, int, MemoryEstimate] | None:
+    """The first preset in `PRESETS` order that fits `budget`, with the fewest offloaded blocks."""
+    layers = transformer_facts(family.name)["num_layers"]
+    for preset in PRESETS:
+        if not preset.offload:
+            estimate = estimate_memory(plan, family, preset, shape=shape)
+            if estimate.peak <= budget:
+                return preset, 0, estimate
+            continue
+        low, high = 1, layers  # the peak falls as blocks are offloaded: search the fewest that fit
+        best = estimate_memory(plan, family, preset, offload_blocks=high, shape=shape)
+        if best.peak > budget:
+            continue
+        while low < high:
+            middle = (low + high) // 2
+            estimate = estimate_memory(plan, family, preset, offload_blocks=middle, shape=shape)
+            if estimate.peak <= budget:
+                high, best = middle, estimate
+            else:
+                low = middle + 1
+        return preset, high, best
+    return None
+
+
+def _gib(value: int) -> str:
+    return f"{value / GiB:.1f} GiB"
+
+
+def _smaller_shapes(plan, family: ModelFamily, shape: StepShape, budget: int) -> list[str]:
+    """Sizes that would fit under some preset: lower resolution at the same frames, fewer frames at the same resolution."""
+    found = []
+    rules = plan.dataset
+    aspect = shape.width / shape.height
+    for scale in (s / 16 for s in range(15, 3, -1)):
+        width = max(32, int(shape.width * scale) // 32 * 32)
+        height = max(32, int(round(width / aspect)) // 32 * 32)
+        candidate = step_shape(family, width, height, shape.frames, rules.fps, shape.audio)
+        if _fitting(plan, family, budget, candidate):
+            found.append(f"{width}x{height}x{shape.frames}")
+            break
+    for frames in range(shape.frames - 8, 0, -8):
+        candidate = step_shape(family, shape.width, shape.height, frames, rules.fps, shape.audio)
+        if _fitting(plan, family, budget, candidate):
+            found.append(f"{shape.width}x{shape.height}x{frames}")
+            break
+    return found
+
+
+def choose_memory(plan, family: str | ModelFamily, free_bytes: int, *, margin: float = DEFAULT_MARGIN,
+                  device_type: str = "cuda") -> MemoryChoice:
+    """The fastest preset (in `PRESETS` order) whose peak fits `free_bytes` less `margin` (a fraction).
+
+    On a CPU run the memory is host RAM and ltxtune's presets do not apply: bf16 (float32 on CPU)
+    is chosen and the estimate is returned with a note. Raises MemoryDoesNotFit when nothing fits.
+    """
+    family = _fam(family)
+    if device_type != "cuda":
+        estimate = estimate_memory(plan, family, None, device_type=device_type)
+        return MemoryChoice(MemoryPreset(WeightFormat.bf16), 0, estimate, free_bytes, 0,
+                            note=f"no CUDA device: the model runs in float32 in host RAM ({_gib(estimate.peak)} estimated)")
+    margin_bytes = int(free_bytes * margin)
+    budget = free_bytes - margin_bytes
+    found = _fitting(plan, family, budget)
+    if found is not None:
+        preset, blocks, estimate = found
+        return MemoryChoice(preset, blocks, estimate, free_bytes, margin_bytes)
+    leanest = MemoryPreset(WeightFormat.nf4, offload=True)
+    needed = estimate_memory(plan, family, leanest, offload_blocks=transformer_facts(family.name)["num_layers"])
+    shape = needed.shape
+    alternatives = _smaller_shapes(plan, family, shape, budget)
+    would = f": would fit at {' or '.join(alternatives)}" if alternatives else ""
+    raise MemoryDoesNotFit(
+        f"needs {_gib(needed.peak)} at {shape.label} on {family.title} even under {leanest.name} with every block "
+        f"offloaded ({needed.peak_phase} phase); {_gib(free_bytes)} free{would}"
+    )
+
+
+# ---------------------------------------------------------------- presentation
+
+
+def memory_summary_lines(estimate: MemoryEstimate) -> list[str]:
+    """Human lines for the CLI and the job log: the peak, then one line per phase."""
+    offload = f", {estimate.offload_blocks} blocks offloaded" if estimate.offload_blocks else ""
+    where = "host RAM" if estimate.device_type != "cuda" else "GPU memory"
+    lines = [f"memory: {estimate.preset.name}{offload} on {estimate.family} at {estimate.shape.label}: peak "
+             f"{_gib(estimate.peak)} of {where} ({estimate.peak_phase})"]
+    for phase in estimate.phases:
+        biggest = sorted(phase.parts.items(), key=lambda kv: -kv[1])[:3]
+        detail = ", ".join(f"{name} {_gib(size)}" for name, size in biggest)
+        lines.append(f"  {phase.name:9} {_gib(phase.bytes):>9}  ({detail}{'; ' + phase.note if phase.note else ''})")
+    return lines
