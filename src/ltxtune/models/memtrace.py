@@ -30,14 +30,17 @@ class LiveBytes(TorchDispatchMode):
 
     `existing` are tensors that already live (weights, LoRA, optimiser state): they count from the
     start, and an operator that returns a view of one (`weight.t()` inside `linear`) adds nothing.
+    `ignored` tensors (weights held in host memory by block offload) count nothing, views included.
     `mark(label)` records the live bytes at a point of the step (e.g. "forward").
     """
 
-    def __init__(self, existing=()):
+    def __init__(self, existing=(), ignored=()):
         super().__init__()
         self.live = self.peak = 0
         self.marks: dict[str, int] = {}
         self._seen: dict[int, weakref.ref] = {}
+        for tensor in ignored:
+            self._track(tensor, counted=False)
         for tensor in existing:
             self._track(tensor)
         self.baseline = self.peak = self.live
@@ -49,13 +52,13 @@ class LiveBytes(TorchDispatchMode):
                 self._track(leaf)
         return out
 
-    def _track(self, tensor: torch.Tensor) -> None:
+    def _track(self, tensor: torch.Tensor, counted: bool = True) -> None:
         storage = tensor.untyped_storage()
         key = id(storage)
         known = self._seen.get(key)
         if known is not None and known() is storage:
             return
-        size = storage.nbytes()
+        size = storage.nbytes() if counted else 0
         self._seen[key] = weakref.ref(storage, lambda _ref, key=key, size=size: self._free(key, size))
         self.live += size
         self.peak = max(self.peak, self.live)
