@@ -63,10 +63,38 @@ def plan_from_file(endpoint: str, request_path: Path, prices: PriceTable | None 
 def validate(
     endpoint: str = typer.Argument(..., help=ENDPOINT_HELP),
     request: Path = typer.Argument(..., help="The request body as JSON."),
+    memory: str = typer.Option("auto", "--memory", help="Memory preset to estimate: auto, bf16, fp8, int8, nf4, optionally +offload."),
 ) -> None:
-    """Print the normalised training plan as JSON (exit 0), or every error (exit 2)."""
+    """Print the normalised training plan as JSON (exit 0), or every error (exit 2).
+
+    The memory estimate of each phase goes to stderr (stdout stays the plan)."""
     plan = plan_from_file(endpoint, request)
     typer.echo(plan.to_json())
+    for line in memory_lines(plan, memory):
+        typer.echo(line, err=True)
+
+
+def memory_lines(plan: TrainingPlan, memory: str) -> list[str]:
+    """The planner's estimate for a preset; for `auto`, also what it picks on common GPU sizes."""
+    from ltxtune.models.planner import GiB, MemoryDoesNotFit, choose_memory, estimate_memory, memory_summary_lines
+    from ltxtune.specs.memory import parse_memory
+
+    try:
+        preset = parse_memory(memory)
+    except ValueError as error:
+        raise fail(f"--memory: {error}") from None
+    lines = memory_summary_lines(estimate_memory(plan, plan.family.value, preset))
+    if preset is None:
+        picks = []
+        for size in (80, 48, 32, 24):
+            try:
+                choice = choose_memory(plan, plan.family.value, size * GiB)
+                blocks = f" ({choice.offload_blocks} blocks offloaded)" if choice.offload_blocks else ""
+                picks.append(f"{size} GiB: {choice.preset.name}{blocks}")
+            except MemoryDoesNotFit:
+                picks.append(f"{size} GiB: does not fit")
+        lines.append("auto picks by free GPU memory: " + "; ".join(picks))
+    return lines
 
 
 @app.command()
@@ -192,6 +220,27 @@ def models_export(
     from ltxtune.models.tiny import export_tiny
 
     typer.echo(f"wrote {export_tiny(directory)}")
+
+
+lora_app = typer.Typer(no_args_is_help=True, help="Inspect LoRA files.")
+app.add_typer(lora_app, name="lora")
+
+
+@lora_app.command("check")
+def lora_check(
+    file: Path = typer.Argument(..., help="A LoRA .safetensors file (ComfyUI layout, as ltxtune writes it)."),
+    family: str | None = typer.Option(None, "--family", help="ltx2, ltx23 or tiny; default: the file's own metadata."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check a LoRA against a family's full-size architecture: exit 0 ok, 1 failed, 2 unreadable input."""
+    from ltxtune.models.lora_check import LoraCheckInputError, check_lora
+
+    try:
+        report = check_lora(file, family=family)
+    except LoraCheckInputError as error:
+        raise fail(str(error)) from None
+    typer.echo(json.dumps(report.as_json(), indent=2) if as_json else "\n".join(report.summary_lines()))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def _register_service() -> None:
