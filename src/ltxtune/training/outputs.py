@@ -45,8 +45,9 @@ def lora_metadata(plan: TrainingPlan, prepared: PreparedDataset, step: int) -> d
     }
 
 
-def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: PreparedDataset, lora_name: str) -> Path:
-    """The `config_file` output: how to set up inference with this LoRA."""
+def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: PreparedDataset, lora_name: str,
+                 lora_check: dict | None = None) -> Path:
+    """The `config_file` output: how to set up inference with this LoRA (and the LoRA check's report)."""
     validation = plan.validation
     config = {
         "lora_file": lora_name,
@@ -73,5 +74,7 @@ def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: 
         "dataset": dataset_summary(prepared),
         "ltxtune_version": __version__,
     }
+    if lora_check is not None:
+        config["lora_check"] = lora_check
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
