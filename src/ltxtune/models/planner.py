@@ -487,7 +487,7 @@ def choose_memory(plan, family: str | ModelFamily, free_bytes: int, *, margin: f
     needed = estimate_memory(plan, family, leanest, offload_blocks=transformer_facts(family.name)["num_layers"])
     shape = needed.shape
     alternatives = _smaller_shapes(plan, family, shape, budget)
-    would = f": would fit at {' or '.join(alternatives)}" if alternatives else ""
+    would = f": would fit at {' or '.join(alternatives)}" if alternatives else ": no smaller size or frame count fits either"
     raise MemoryDoesNotFit(
         f"needs {_gib(needed.peak)} at {shape.label} on {family.title} even under {leanest.name} with every block "
         f"offloaded ({needed.peak_phase} phase); {_gib(free_bytes)} free{would}"
