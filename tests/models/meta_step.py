@@ -95,3 +95,76 @@ def trace_step(family: str, layers: int, shape: StepShape, *, rank: int = 32, st
         with tracer:
             step()
     return Traced(baseline=tracer.baseline, peak=tracer.peak, block_weight_bytes=block_weight_bytes)
+
+
+def trace_vae(family: str, width: int, height: int, frames: int, *, decoder: bool, tiling: bool) -> int:
+    """Activation bytes (peak minus weights) of one full-size VAE encode or decode on meta, no grad."""
+    vae = build_meta(family, "vae", torch.bfloat16)
+    if tiling:
+        vae.enable_tiling()
+    with torch.no_grad():
+        tracer = LiveBytes([*vae.parameters(), *vae.buffers()])
+        with tracer:
+            if decoder:
+                latents = torch.randn(1, 128, (frames - 1) // 8 + 1, height // 32, width // 32, device="meta", dtype=torch.bfloat16)
+                vae.decode(latents, return_dict=False)
+            else:
+                video = torch.randn(1, 3, frames, height, width, device="meta", dtype=torch.bfloat16)
+                vae.encode(video).latent_dist.mode()
+    return tracer.peak - tracer.baseline
+
+
+def trace_denoise(family: str, layers: int, shape: StepShape, *, batch: int, rank: int = 32) -> int:
+    """Activation bytes of one inference call of the LoRA-injected transformer (as previews run it)."""
+    transformer = build_meta(family, "transformer", torch.bfloat16, num_layers=layers)
+    inject_lora(transformer, rank, float(rank))
+    transformer.eval()
+    cross = family != "ltx2"
+    dims = (4096, 2048) if cross else (3840, 3840)
+    meta = dict(device="meta", dtype=torch.bfloat16)
+    with torch.no_grad(), efficient_attention():
+        tracer = LiveBytes([*transformer.parameters(), *transformer.buffers()])
+        with tracer:
+            prompt = PromptEmbeddings(torch.randn(batch, shape.text_tokens, dims[0], **meta), torch.randn(batch, shape.text_tokens, dims[1], **meta),
+                                      torch.ones(batch, shape.text_tokens, dtype=torch.int64, device="meta"))
+            predict_velocity(
+                transformer, video=torch.randn(batch, shape.video_tokens, 128, **meta), audio=torch.randn(batch, shape.audio_tokens, 128, **meta),
+                prompt=prompt, sigma=torch.rand(1, device="meta"),
+                video_coords=video_coords(transformer, batch, shape.video_tokens, 1, 1, fps=24.0, device="meta"),
+                audio_coords=audio_coords(transformer, batch, shape.audio_tokens, device="meta"), use_cross_timestep=cross,
+            )
+    return tracer.peak - tracer.baseline
+
+
+def build_meta_gemma(family: str):
+    """Gemma3ForConditionalGeneration with the stored shape facts, on meta, bf16."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+
+    from ltxtune.models.architecture import text_encoder_facts
+
+    facts = text_encoder_facts(family)
+    vision = dict(facts["vision_config"])
+    config = Gemma3Config(text_config=Gemma3TextConfig(**facts["text_config"]),
+                          vision_config=SiglipVisionConfig(**vision, num_attention_heads=max(1, vision["hidden_size"] // 72)),
+                          mm_tokens_per_image=facts["mm_tokens_per_image"])
+    with torch.device("meta"):
+        return Gemma3ForConditionalGeneration(config).to(torch.bfloat16).eval()
+
+
+def trace_captions(family: str, tokens: int) -> tuple[int, int]:
+    """(Gemma, connectors) activation bytes of encoding one prompt as `TextEncoder.encode` does.
+    Without an attention mask: transformers reads a padding mask's values, which meta has none of
+    (the 4D mask it would build is 1 MiB)."""
+    gemma = build_meta_gemma(family)
+    connectors = build_meta(family, "connectors", torch.bfloat16)
+    with torch.no_grad(), efficient_attention():
+        tracer = LiveBytes([*gemma.parameters(), *gemma.buffers()])
+        with tracer:
+            out = gemma(input_ids=torch.zeros(1, tokens, dtype=torch.long, device="meta"), output_hidden_states=True)
+            states = torch.stack(out.hidden_states, dim=-1).flatten(2, 3)
+            del out
+        mask = torch.ones(1, tokens, dtype=torch.long, device="meta")
+        second = LiveBytes([*connectors.parameters(), *connectors.buffers(), mask, states])
+        with second:
+            connectors(states, mask, padding_side="left")
+    return tracer.peak - tracer.baseline, second.peak - second.baseline + states.untyped_storage().nbytes()

@@ -14,11 +14,11 @@ import time
 import pytest
 
 from ltxtune.models.families import LTX2, LTX23
-from ltxtune.models.planner import GiB, estimate_memory, step_shape, training_activation_bytes
+from ltxtune.models.planner import GiB, caption_activation_bytes, denoise_activation_bytes, estimate_memory, step_shape, training_activation_bytes, vae_activation_bytes
 from ltxtune.specs import build_plan
 from ltxtune.specs.memory import MemoryPreset, WeightFormat
 
-from .meta_step import trace_step
+from .meta_step import build_meta_gemma, trace_captions, trace_denoise, trace_step, trace_vae
 
 LAYERS = 48
 UNTRACED = ("cuda_context", "fragmentation", "prefetch_buffer")  # modelled, not in a meta trace
@@ -106,3 +106,35 @@ def test_block_activations_hold_at_other_sizes(family, size, audio):
     planned = training_activation_bytes(family, shape, preset, lora_input_bytes=4)
     planned_two_blocks = planned["stored"] * 2 // LAYERS + planned["block"] + planned["lora_inputs"]
     assert planned_two_blocks == pytest.approx(traced.peak - traced.baseline, rel=0.15)
+
+
+@pytest.mark.parametrize("family", [LTX2, LTX23], ids=["ltx2", "ltx23"])
+@pytest.mark.parametrize("size, decoder, tiling", [((512, 512, 49), False, False), ((768, 768, 89), False, True),
+                                                   ((768, 512, 121), True, True), ((512, 512, 89), True, False)],
+                         ids=["encode-512x512x49", "encode-768x768x89-tiled", "decode-768x512x121-tiled", "decode-512x512x89"])
+def test_vae_activations_match_the_meta_trace(family, size, decoder, tiling):
+    width, height, frames = size
+    planned, tiled = vae_activation_bytes(family, width, height, frames, decoder=decoder, tiling=tiling)
+    assert tiled == (tiling and width > 512)
+    assert planned == pytest.approx(trace_vae(family.name, width, height, frames, decoder=decoder, tiling=tiling), rel=0.15)
+
+
+@pytest.mark.parametrize("family, size", [(LTX2, (768, 512, 121)), (LTX23, (960, 960, 89))], ids=["ltx2-768x512x121", "ltx23-960x960x89"])
+def test_preview_denoise_activations_match_the_meta_trace(family, size):
+    shape = step_shape(family, *size, 24, True)
+    traced = trace_denoise(family.name, 2, shape, batch=2)
+    assert denoise_activation_bytes(family, shape) == pytest.approx(traced, rel=0.15)
+
+
+@pytest.mark.parametrize("family", [LTX2, LTX23], ids=["ltx2", "ltx23"])
+def test_caption_encoding_matches_the_meta_trace(family):
+    gemma, connectors = trace_captions(family.name, family.max_sequence_length)
+    planned_gemma, planned_connectors = caption_activation_bytes(family)
+    assert planned_gemma == pytest.approx(gemma, rel=0.15)
+    assert planned_connectors == pytest.approx(connectors, rel=0.15)
+
+
+def test_gemma_parameter_count_is_the_meta_models():
+    from ltxtune.models.architecture import gemma_param_count, text_encoder_facts
+
+    assert sum(p.numel() for p in build_meta_gemma("ltx23").parameters()) == gemma_param_count(text_encoder_facts("ltx23"))

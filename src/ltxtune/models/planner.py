@@ -18,21 +18,28 @@ Phases (each estimated alone; the job's peak is the largest):
   audio VAE and vocoder, and the larger of one denoising call (classifier-free guidance doubles the
   batch) and a tiled decode, at the validation size.
 
-Which figures come from the trace and which are modelled:
-- Traced (`tests/models/test_planner.py` checks them against a `LiveBytes` trace of the real
-  full-size diffusers transformer on the meta device, forward + backward + AdamW step): the weight,
-  LoRA, gradient and optimiser bytes (exact), the checkpointed block inputs (exact: one video and
-  one audio hidden state per block), and the transient of one block's recompute and backward, which
-  is `_BLOCK_VIDEO_COPIES` / `_BLOCK_AUDIO_COPIES` / `_BLOCK_TEXT_COPIES` hidden-state copies per
-  token plus the LoRA input copies and, for quantised storage, the block's dequantised weights.
-  The copy counts were counted from the trace of one LTX-2.3 block at 768x768x89 and are checked at
-  other sizes and on LTX-2 by the test.
+Which figures come from traces and which are modelled:
+- Traced. `tests/models/test_planner.py` checks each against a `LiveBytes` trace
+  (`ltxtune.models.memtrace`) of the real full-size diffusers / transformers modules on the meta
+  device, within 15%:
+  - the training step (forward + backward + AdamW, gradient checkpointing, LoRA injected): weight,
+    LoRA, gradient and optimiser bytes (exact), the checkpointed block inputs (exact: one video and
+    one audio hidden state per block) and the transient of one block's recompute and backward,
+    `_BLOCK_*_COPIES` hidden-state copies per token plus the LoRA input copies and, for quantised
+    storage, the block's dequantised weights;
+  - one inference call at the preview size (`_INFER_*_COPIES`), a VAE encode / decode
+    (`_VAE_*_MAPS`, tiled and untiled), Gemma 3 12B and the connectors on one prompt
+    (`_GEMMA_STATE_COPIES`, `_CONNECTOR_INPUT_COPIES`).
+  The copy counts were counted from one trace each (LTX-2.3, 768x768x89 for training) and the test
+  re-checks them at other sizes and on LTX-2.
 - Modelled: the CUDA context (`CUDA_CONTEXT_BYTES`), the caching allocator's fragmentation
   (`FRAGMENTATION` of the activations), the bf16 autocast of a CUDA run (LoRA inputs are saved as
-  bf16 copies there; the meta trace has no autocast and saves fp32 copies), VAE, Gemma and
-  denoising activations (a small multiple of the largest feature map / hidden state, stated where
-  used), quantisation scales (fp8/int8: one fp32 scale per output channel; nf4: one fp32 absmax per
-  64 weights) and the offload prefetch buffer.
+  bf16 copies there; the meta trace has no autocast and saves fp32 copies), quantisation scales
+  (fp8/int8: one fp32 scale per output channel; nf4: one fp32 absmax per 64 weights), which weights
+  a preset quantises (the Linear layers of the blocks; Gemma's decoder Linears), the offload prefetch
+  buffer (two blocks), Gemma offload (embeddings, vision tower and two layers resident), and what is
+  resident in each phase (the module doc above). Tiling of the latent encode is assumed above
+  512x512 pixels.
 """
 
 from __future__ import annotations
@@ -305,6 +312,24 @@ def _train_phase(family: ModelFamily, plan, shape: StepShape, preset: MemoryPres
     return PhaseEstimate("train", parts, note)
 
 
+# Counted from meta traces of the full-size Gemma 3 12B and connectors (no grad, bf16, 1024 tokens):
+# Gemma holds its returned hidden states, their stacked copy and one more while stacking, the
+# logits of every token (transformers computes them) and its MLP intermediate; the connectors hold
+# this many copies of their (tokens x hidden x (layers + 1)) input while normalising and projecting it.
+_GEMMA_STATE_COPIES = 3
+_CONNECTOR_INPUT_COPIES = {True: 3.4, False: 5.5}  # by `per_modality_projections` (LTX-2.3 / LTX-2)
+
+
+def caption_activation_bytes(family: ModelFamily, compute_bytes: int = 2) -> tuple[int, int]:
+    """(Gemma's, the connectors') activation bytes when one prompt is encoded."""
+    text = text_encoder_facts(family.name)["text_config"]
+    tokens, h, layers = family.max_sequence_length, text["hidden_size"], text["num_hidden_layers"]
+    states = (layers + 1) * tokens * h * compute_bytes
+    gemma = _GEMMA_STATE_COPIES * states + tokens * (text["vocab_size"] + 2 * text["intermediate_size"]) * compute_bytes
+    per_modality = bool(component_config(family.name, "connectors").get("per_modality_projections"))
+    return int(gemma), int(states + _CONNECTOR_INPUT_COPIES[per_modality] * states)
+
+
 def _caption_phase(family: ModelFamily, preset: MemoryPreset, compute_bytes: int, on_cuda: bool) -> PhaseEstimate:
     facts = text_encoder_facts(family.name)
     text = facts["text_config"]
@@ -312,57 +337,60 @@ def _caption_phase(family: ModelFamily, preset: MemoryPreset, compute_bytes: int
     total = gemma_param_count(facts)
     per_layer_linear = h * (text["num_attention_heads"] + 2 * text["num_key_value_heads"]) * text["head_dim"] \
         + text["num_attention_heads"] * text["head_dim"] * h + 3 * h * inter
-    linear = layers * per_layer_linear
-    other = total - linear  # embedding, vision tower, norms: kept in compute dtype
+    other = total - layers * per_layer_linear  # embedding, vision tower, norms: kept in compute dtype
     if preset.weights is WeightFormat.bf16:
         layer_bytes = per_layer_linear * compute_bytes
     else:
         layer_bytes = int(weight_bytes(per_layer_linear, preset.weights))
     resident_layers = min(PREFETCH_BLOCKS, layers) if preset.offload else layers
     gemma = other * compute_bytes + resident_layers * layer_bytes
-    tokens = family.max_sequence_length
-    # Every layer's hidden state is returned (the connectors read all of them), plus the MLP's
-    # widest intermediate twice while a layer runs.
-    gemma_activations = (layers + 1) * tokens * h * compute_bytes + 2 * tokens * inter * compute_bytes
+    gemma_activations, connector_activations = caption_activation_bytes(family, compute_bytes)
     connectors = component_params(family.name, "connectors") * compute_bytes
-    parts = {"text_encoder": gemma, "text_activations": gemma_activations}
-    together = preset == MemoryPreset(WeightFormat.bf16)
-    if together:
-        parts["connectors"] = connectors
+    if preset == MemoryPreset(WeightFormat.bf16):
+        parts = {"text_encoder": gemma, "connectors": connectors,
+                 "text_activations": max(gemma_activations, connector_activations)}
         note = "Gemma 3 and the connectors resident together"
     else:
         # Gemma is freed before the connectors run: the phase needs the larger of the two.
-        parts["connectors"] = max(0, connectors - gemma)
+        parts = {"text_encoder": gemma, "text_activations": gemma_activations}
+        rest = connectors + connector_activations - gemma - gemma_activations
+        if rest > 0:
+            parts["connectors_beyond_text_encoder"] = rest
         note = "Gemma 3, then the connectors (never together)"
     if on_cuda:
         parts["cuda_context"] = CUDA_CONTEXT_BYTES
     return PhaseEstimate("captions", parts, note)
 
 
-VAE_TILE = 512  # pixels: diffusers' default `tile_sample_min_height/width` for the LTX-2 VAE
-VAE_TILE_FRAMES = 16  # diffusers' default `tile_sample_min_num_frames`
-_VAE_LIVE_MAPS = 5  # largest feature maps alive at once in a resnet block (input, norm, act, conv, padding)
+VAE_TILE = 512  # pixels: diffusers' `tile_sample_min_height/width`; larger sides are encoded/decoded in tiles
+# Live feature maps of the VAE's first (encoder) / last (decoder) level, the largest, at once, besides
+# the input or output video: counted from meta traces of the full-size VAEs (no_grad, bf16).
+_VAE_ENCODE_MAPS = 2.53
+_VAE_DECODE_MAPS = 2.1
+_VAE_DECODE_RESIDUAL_MAPS = 0.4  # extra with `upsample_residual` (LTX-2's decoder)
 
 
-def _vae_map_bytes(family: ModelFamily, width: int, height: int, frames: int, compute_bytes: int, *, decoder: bool) -> int:
-    """Bytes of the VAE's largest feature map (the first/last level, after the 4x4 patchify)."""
+def vae_activation_bytes(family: ModelFamily, width: int, height: int, frames: int, *, decoder: bool, tiling: bool,
+                         compute_bytes: int = 2) -> tuple[int, bool]:
+    """(activation bytes, tiled) of one video encode or decode. Tiles are spatial only (diffusers
+    encodes and decodes every frame of a tile at once): the largest map is a 512x512 tile's."""
     config = component_config(family.name, "vae")
+    tiled = tiling and (width > VAE_TILE or height > VAE_TILE)
+    tile_w, tile_h = (min(width, VAE_TILE), min(height, VAE_TILE)) if tiled else (width, height)
     channels = (config["decoder_block_out_channels"] if decoder else config["block_out_channels"])[0]
     patch = config["patch_size"]
-    return (width // patch) * (height // patch) * frames * channels * compute_bytes
-
-
-def _vae_activation(family: ModelFamily, width: int, height: int, frames: int, compute_bytes: int, *, decoder: bool) -> tuple[int, bool]:
-    tiled = width * height > VAE_TILE * VAE_TILE
-    if tiled:
-        # Tiles overlap by a quarter; one tile (and its blend target) is live at a time.
-        width, height, frames = min(width, VAE_TILE), min(height, VAE_TILE), min(frames, VAE_TILE_FRAMES + 1)
-    return _VAE_LIVE_MAPS * _vae_map_bytes(family, width, height, frames, compute_bytes, decoder=decoder), tiled
+    first_level = (tile_w // patch) * (tile_h // patch) * frames * channels * compute_bytes
+    maps = _VAE_ENCODE_MAPS
+    if decoder:
+        maps = _VAE_DECODE_MAPS + (_VAE_DECODE_RESIDUAL_MAPS if any(config.get("upsample_residual", ())) else 0.0)
+    video = width * height * frames * config["in_channels"] * compute_bytes
+    return int(maps * first_level + video), tiled
 
 
 def _latent_phase(family: ModelFamily, shape: StepShape, compute_bytes: int, on_cuda: bool) -> PhaseEstimate:
     vae = component_params(family.name, "vae") * compute_bytes
-    activations, tiled = _vae_activation(family, shape.width, shape.height, shape.frames, compute_bytes, decoder=False)
+    activations, tiled = vae_activation_bytes(family, shape.width, shape.height, shape.frames, decoder=False, tiling=True,
+                                              compute_bytes=compute_bytes)
     parts = {"video_vae": vae, "vae_activations": activations}
     if shape.audio:
         parts["audio_vae"] = component_params(family.name, "audio_vae") * compute_bytes
@@ -371,16 +399,30 @@ def _latent_phase(family: ModelFamily, shape: StepShape, compute_bytes: int, on_
     return PhaseEstimate("latents", parts, "tiled encode" if tiled else "untiled encode")
 
 
+# One block at inference (no grad; peft's float32 LoRA copies included) holds this many hidden-state
+# copies per token, counted from a meta trace of the full-size block at 960x960x89.
+_INFER_VIDEO_COPIES = 32.0
+_INFER_TEXT_COPIES = 2.4  # per text token, of (video width + audio width)
+
+
+def denoise_activation_bytes(family: ModelFamily, shape: StepShape, *, batch: int = CFG_BATCH, compute_bytes: int = 2) -> int:
+    """Peak activation bytes of one transformer call at inference; the pipelines batch the
+    conditional and unconditional prompts together (classifier-free guidance)."""
+    per_sample = (_INFER_VIDEO_COPIES * (shape.video_tokens * family.video_dim + shape.audio_tokens * family.audio_dim)
+                  + _INFER_TEXT_COPIES * shape.text_tokens * (family.video_dim + family.audio_dim)) * compute_bytes
+    return int(batch * per_sample)
+
+
 def _preview_phase(family: ModelFamily, plan, preview: StepShape, train: PhaseEstimate, compute_bytes: int,
                    on_cuda: bool) -> PhaseEstimate:
     keep = ("base_weights", "prefetch_buffer", "lora_params", "optimizer_state", "cuda_context")
     parts = {k: v for k, v in train.parts.items() if k in keep}
     parts["decoders"] = (component_params(family.name, "vae") + component_params(family.name, "audio_vae")
                          + component_params(family.name, "vocoder")) * compute_bytes
-    # One block at inference holds about 8 hidden-state copies of the video stream (input, norm,
-    # q/k/v, attention output, the 4x feed-forward intermediate counts 4); the batch is doubled by CFG.
-    denoise = CFG_BATCH * 8 * (preview.video_tokens * family.video_dim + preview.audio_tokens * family.audio_dim) * compute_bytes
-    decode, tiled = _vae_activation(family, preview.width, preview.height, preview.frames, compute_bytes, decoder=True)
+    denoise = denoise_activation_bytes(family, preview, compute_bytes=compute_bytes)
+    # `training.sampling` enables VAE tiling for preview decodes.
+    decode, tiled = vae_activation_bytes(family, preview.width, preview.height, preview.frames, decoder=True, tiling=True,
+                                         compute_bytes=compute_bytes)
     parts["preview_activations"] = max(denoise, decode)
     return PhaseEstimate("previews", parts, f"at {preview.label}" + (", tiled decode" if tiled else ""))
 
