@@ -75,10 +75,12 @@ def trace_step(family: str, layers: int, shape: StepShape, *, rank: int = 32, st
         prompt = PromptEmbeddings(torch.randn(1, shape.text_tokens, text_dims[0], **meta),
                                   torch.randn(1, shape.text_tokens, text_dims[1], **meta),
                                   torch.ones(1, shape.text_tokens, dtype=torch.int64, device="meta"))
+        mask = torch.zeros(1, shape.video_tokens, device="meta") if shape.per_token_timesteps else None
         v, a = predict_velocity(
             transformer, video=video, audio=audio, prompt=prompt, sigma=torch.rand(1, device="meta"),
             video_coords=video_coords(transformer, 1, frames, height, width, fps=24.0, device="meta"),
             audio_coords=audio_coords(transformer, 1, shape.audio_tokens, device="meta"), use_cross_timestep=cross,
+            conditioning_mask=mask,
         )
         loss = (v.float() - 1).pow(2).mean() + (a.float() - 1).pow(2).mean()
         loss.backward()

@@ -98,3 +98,24 @@ def test_package_data_matches_the_fixture_totals_and_the_tiny_model():
     from ltxtune.models.tiny import build_tiny_text_encoder
 
     assert gemma_param_count(text_encoder_facts("tiny")) == sum(p.numel() for p in build_tiny_text_encoder().parameters())
+
+
+def test_training_shape_of_each_flavour():
+    from ltxtune.models.families import LTX23
+    from ltxtune.models.planner import training_shape
+
+    t2v = training_shape(plan(), LTX23)
+    assert (t2v.video_tokens, t2v.audio_tokens, t2v.text_tokens, t2v.per_token_timesteps) == (12 * 24 * 24, 93, 1024, False)
+    assert training_shape(plan(audio=False), LTX23).audio_tokens == 1  # the dummy audio token of video-only runs
+    i2v = build_plan("fal-ai/ltx23-trainer-v2/i2v", {"training_data_url": "u", "first_frame_conditioning_p": 0.5})
+    assert training_shape(i2v, LTX23).per_token_timesteps
+    v2v = build_plan("fal-ai/ltx23-v2v-trainer", {"training_data_url": "u"})
+    from ltxtune.specs.common import Mode
+
+    alone = training_shape(v2v.model_copy(update={"mode": Mode.T2V}), LTX23)
+    shape = training_shape(v2v, LTX23)
+    assert shape.per_token_timesteps and shape.video_tokens == 2 * alone.video_tokens
+    civitai = build_plan("civitai", {"steps": [{"$type": "training", "input": {
+        "engine": "ai-toolkit", "ecosystem": "ltx2", "resolution": 768, "trainingData": {"type": "zip", "sourceUrl": "https://e/d.zip", "count": 4}}}]})
+    shape = training_shape(civitai, LTX23)
+    assert (shape.width * shape.height, shape.frames) == (1024 * 576, 89)  # the largest area bucket (16:9)

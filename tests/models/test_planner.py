@@ -10,6 +10,7 @@ block. The 2-block traces of the storage variants and offload reuse that per-blo
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -95,12 +96,14 @@ def test_train_step_matches_the_meta_trace(per_block, family, storage, offload):
             two.baseline + (LAYERS - 2) * (three.baseline - two.baseline), abs=64 * 1024)
 
 
-@pytest.mark.parametrize("family, size, audio", [(LTX2, (512, 512, 49), True), (LTX23, (960, 544, 121), False)],
-                         ids=["ltx2-512x512x49", "ltx23-960x544x121-video-only"])
-def test_block_activations_hold_at_other_sizes(family, size, audio):
-    """The per-token copy counts (counted at 768x768x89 on LTX-2.3) at other sizes, with and without audio."""
+@pytest.mark.parametrize("family, size, audio, conditioned", [
+    (LTX2, (512, 512, 49), True, False), (LTX23, (960, 544, 121), False, False), (LTX2, (768, 448, 89), True, True)],
+    ids=["ltx2-512x512x49", "ltx23-960x544x121-video-only", "ltx2-768x448x89-per-token-timesteps"])
+def test_block_activations_hold_at_other_sizes(family, size, audio, conditioned):
+    """The per-token copy counts (counted at 768x768x89 on LTX-2.3) at other sizes, with and without
+    audio, and with the per-token timesteps of a conditioning mask (i2v, v2v)."""
     width, height, frames = size
-    shape = step_shape(family, width, height, frames, 24, audio)
+    shape = replace(step_shape(family, width, height, frames, 24, audio), per_token_timesteps=conditioned)
     traced = trace_step(family.name, 2, shape)
     preset = MemoryPreset()
     planned = training_activation_bytes(family, shape, preset, lora_input_bytes=4)

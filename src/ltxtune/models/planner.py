@@ -44,7 +44,7 @@ Which figures come from traces and which are modelled:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ltxtune.models.architecture import component_config, component_params, gemma_param_count, text_encoder_facts, transformer_facts
@@ -67,6 +67,7 @@ CFG_BATCH = 2  # previews: conditional and unconditional prompts in one batch
 _BLOCK_VIDEO_COPIES = 52.4
 _BLOCK_AUDIO_COPIES = 33.6
 _BLOCK_TEXT_COPIES = 6.1  # per text token, of (video width + audio width)
+_PER_TOKEN_TIMESTEP_COPIES = 21.0  # per video token when timesteps are per token (modulation per token)
 
 # Optimiser state bytes per LoRA parameter (fp32 moments; bitsandbytes' 8-bit AdamW on CUDA).
 _OPTIMIZER_STATE = {"adamw": 8.0, "adamw8bit": 2.0, "adafactor": 0.1, "prodigy": 16.0}
@@ -87,6 +88,7 @@ class StepShape:
     video_tokens: int
     audio_tokens: int
     text_tokens: int
+    per_token_timesteps: bool = False  # a conditioning mask (i2v first frame, v2v references) is passed
 
     @property
     def label(self) -> str:
@@ -173,8 +175,8 @@ def step_shape(family: ModelFamily, width: int, height: int, frames: int, fps: f
 def training_shape(plan, family: ModelFamily, *, width: int | None = None, height: int | None = None,
                    frames: int | None = None) -> StepShape:
     """The largest sample the plan trains on: its bucket (Civitai: the largest of the area buckets of
-    16:9, 1:1 and 9:16 clips), its frame count, audio unless the plan turns it off, and v2v's
-    reference tokens (appended at the same size)."""
+    16:9, 1:1 and 9:16 clips), its frame count, audio unless the plan turns it off, v2v's reference
+    tokens (appended at the same size) and per-token timesteps when some tokens are held clean."""
     rules = plan.dataset
     frames = frames or rules.frames
     if width is None or height is None:
@@ -186,8 +188,9 @@ def training_shape(plan, family: ModelFamily, *, width: int | None = None, heigh
             biggest = max(buckets, key=lambda b: b.width * b.height)
             width, height = biggest.width, biggest.height
     shape = step_shape(family, width, height, frames, rules.fps, rules.audio.use is not False)
-    if plan.mode.value == "v2v":
-        shape = StepShape(**{**shape.__dict__, "video_tokens": 2 * shape.video_tokens})
+    v2v = plan.mode.value == "v2v"
+    if v2v or plan.optimisation.first_frame_p > 0:
+        shape = replace(shape, per_token_timesteps=True, video_tokens=shape.video_tokens * (2 if v2v else 1))
     return shape
 
 
@@ -265,7 +268,8 @@ def training_activation_bytes(family: ModelFamily, shape: StepShape, preset: Mem
     facts = transformer_facts(family.name)
     dv, da = family.video_dim, family.audio_dim
     stored = facts["num_layers"] * (shape.video_tokens * dv + shape.audio_tokens * da) * compute_bytes
-    block = (_BLOCK_VIDEO_COPIES * shape.video_tokens * dv + _BLOCK_AUDIO_COPIES * shape.audio_tokens * da
+    video_copies = _BLOCK_VIDEO_COPIES + (_PER_TOKEN_TIMESTEP_COPIES if shape.per_token_timesteps else 0.0)
+    block = (video_copies * shape.video_tokens * dv + _BLOCK_AUDIO_COPIES * shape.audio_tokens * da
              + _BLOCK_TEXT_COPIES * shape.text_tokens * (dv + da)) * compute_bytes
     parts = {"stored": int(stored), "block": int(block),
              "lora_inputs": lora_input_elements(facts, shape) * lora_input_bytes}
