@@ -492,20 +492,18 @@ def _gib(value: int) -> str:
 
 
 def _smaller_shapes(plan, family: ModelFamily, shape: StepShape, budget: int) -> list[str]:
-    """Sizes that would fit under some preset: lower resolution at the same frames, fewer frames at the same resolution."""
+    """Sizes that would fit under some preset: the largest lower resolution (same aspect, same frames)
+    and the most frames at the same resolution."""
     found = []
-    rules = plan.dataset
     aspect = shape.width / shape.height
     for scale in (s / 16 for s in range(15, 3, -1)):
         width = max(32, int(shape.width * scale) // 32 * 32)
         height = max(32, int(round(width / aspect)) // 32 * 32)
-        candidate = step_shape(family, width, height, shape.frames, rules.fps, shape.audio)
-        if _fitting(plan, family, budget, candidate):
+        if _fitting(plan, family, budget, training_shape(plan, family, width=width, height=height)):
             found.append(f"{width}x{height}x{shape.frames}")
             break
     for frames in range(shape.frames - 8, 0, -8):
-        candidate = step_shape(family, shape.width, shape.height, frames, rules.fps, shape.audio)
-        if _fitting(plan, family, budget, candidate):
+        if _fitting(plan, family, budget, training_shape(plan, family, width=shape.width, height=shape.height, frames=frames)):
             found.append(f"{shape.width}x{shape.height}x{frames}")
             break
     return found
@@ -515,7 +513,10 @@ def choose_memory(plan, family: str | ModelFamily, free_bytes: int, *, margin: f
                   device_type: str = "cuda") -> MemoryChoice:
     """The fastest preset (in `PRESETS` order) whose peak fits `free_bytes` less `margin` (a fraction).
 
-    On a CPU run the memory is host RAM and ltxtune's presets do not apply: bf16 (float32 on CPU)
+    `free_bytes` is what the device has free before ltxtune starts on it (the estimate includes
+    ltxtune's own CUDA context): e.g. `torch.cuda.mem_get_info()` in a process that has not yet
+    loaded anything, plus `CUDA_CONTEXT_BYTES` if that process already created its context.
+    Offload presets take the fewest offloaded blocks that fit. On a CPU run the memory is host RAM and ltxtune's presets do not apply: bf16 (float32 on CPU)
     is chosen and the estimate is returned with a note. Raises MemoryDoesNotFit when nothing fits.
     """
     family = _fam(family)
