@@ -33,9 +33,9 @@ from ltxtune.specs import build_plan
 from ltxtune.specs.memory import PRESETS, MemoryPreset, parse_memory
 
 try:
-    from ltxtune.models.memory import apply_memory_preset
+    from ltxtune.models.memory import apply_memory_preset, place_trainable
 except ImportError:  # the presets module is not on every branch yet
-    apply_memory_preset = None
+    apply_memory_preset = place_trainable = None
 
 
 def random_transformer(family: str, device: torch.device):
@@ -89,6 +89,8 @@ def bench(preset: MemoryPreset, args, family, plan, device) -> str:
         offload_blocks = args.offload_blocks if preset.offload else 0
         apply_memory_preset(transformer, preset, device=device, offload_blocks=offload_blocks, compute_dtype=dtype)
     inject_lora(transformer, args.rank, float(args.rank))
+    if place_trainable is not None and preset.name != "bf16":
+        place_trainable(transformer, device)  # the LoRA of offloaded blocks lives on the device too
     transformer.enable_gradient_checkpointing()
     transformer.train()
     params = lora_parameters(transformer)

@@ -31,14 +31,29 @@ class Traced:
     block_weight_bytes: int  # one block's frozen weights as stored
 
 
+class _DequantisingMatmul(torch.autograd.Function):
+    """x @ dequantised(W).T + b that keeps the stored (1-byte) weight for the backward, not a
+    dequantised copy: how ltxtune's fp8 layer, torchao's int8 tensor and bitsandbytes' 4-bit matmul
+    all behave, so only one dequantised weight is alive at a time."""
+
+    @staticmethod
+    def forward(ctx, x, weight, scale, bias):
+        ctx.save_for_backward(weight, scale)
+        return torch.nn.functional.linear(x, weight.to(x.dtype) * scale.to(x.dtype)[:, None], bias)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        weight, scale = ctx.saved_tensors
+        return grad_output @ (weight.to(grad_output.dtype) * scale.to(grad_output.dtype)[:, None]), None, None, None
+
+
 def _dequantising_forward(self, x):
-    weight = self.weight.to(x.dtype) * self.weight_scale[:, None].to(x.dtype)
-    return torch.nn.functional.linear(x, weight, self.bias)
+    return _DequantisingMatmul.apply(x, self.weight, self.weight_scale, self.bias)
 
 
 def store_linears_as(transformer: torch.nn.Module, storage: str) -> None:
     """Frozen block Linear weights in int8 / float8 (exact storage bytes) plus a per-channel fp32
-    scale, dequantised to the compute dtype in forward."""
+    scale, dequantised to the compute dtype inside the matmul."""
     dtype = STORAGE[storage]
     for block in transformer.transformer_blocks:
         for module in block.modules():

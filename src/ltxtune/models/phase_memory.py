@@ -162,8 +162,8 @@ def training_activation_bytes(family: ModelFamily, shape: StepShape, preset: Mem
 
     `stored`: the checkpointed inputs of every block; `block`: one block's recompute + backward;
     `lora_inputs`: the LoRA input copies of that block (bf16 under CUDA autocast, fp32 without);
-    `dequantised`: for quantised storage, the block's Linear weights dequantised to the compute
-    dtype and kept for the backward.
+    `dequantised`: for quantised storage, one Linear weight dequantised to the compute dtype (the
+    quantised layers keep their stored weight for the backward and dequantise one matmul at a time).
     """
     facts = transformer_facts(family.name)
     dv, da = family.video_dim, family.audio_dim
@@ -174,7 +174,7 @@ def training_activation_bytes(family: ModelFamily, shape: StepShape, preset: Mem
     parts = {"stored": int(stored), "block": int(block),
              "lora_inputs": lora_input_elements(facts, shape) * lora_input_bytes}
     if preset.weights is not WeightFormat.bf16:
-        parts["dequantised"] = facts["block_linear_weights"] * compute_bytes
+        parts["dequantised"] = max(fan_in * fan_out for _, fan_in, fan_out in facts["block_linears"]) * compute_bytes
     return parts
 
 

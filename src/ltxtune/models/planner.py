@@ -26,7 +26,8 @@ Which figures come from traces and which are modelled:
     LoRA, gradient and optimiser bytes (exact), the checkpointed block inputs (exact: one video and
     one audio hidden state per block) and the transient of one block's recompute and backward,
     `_BLOCK_*_COPIES` hidden-state copies per token plus the LoRA input copies and, for quantised
-    storage, the block's dequantised weights;
+    storage, one dequantised Linear weight (quantised layers keep their stored weight for the
+    backward and dequantise one matmul at a time);
   - one inference call at the preview size (`_INFER_*_COPIES`), a VAE encode / decode
     (`_VAE_*_MAPS`, tiled and untiled), Gemma 3 12B and the connectors on one prompt
     (`_GEMMA_STATE_COPIES`, `_CONNECTOR_INPUT_COPIES`).
@@ -134,14 +135,14 @@ def estimate_memory(plan, family: str | ModelFamily, preset: MemoryPreset | None
     """Peak device bytes of each phase of `plan` on `family` under `preset` (None: bf16).
 
     `offload_blocks` counts the transformer blocks kept in host memory (only with an offload
-    preset; 0 with one means half the blocks). `device_type="cpu"` estimates host RAM of a CPU run
+    preset; 0 with one means every block, as in `ltxtune.models.memory.apply_memory_preset`). `device_type="cpu"` estimates host RAM of a CPU run
     (float32 weights, no CUDA context). `shape` overrides the plan's training sample size.
     """
     family = _fam(family)
     preset = preset or MemoryPreset(WeightFormat.bf16)
     facts = transformer_facts(family.name)
     if preset.offload and offload_blocks == 0:
-        offload_blocks = facts["num_layers"] // 2
+        offload_blocks = facts["num_layers"]
     if not preset.offload and offload_blocks:
         raise ValueError(f"offload_blocks={offload_blocks} needs an offload preset (e.g. {preset.weights.value}+offload)")
     if not 0 <= offload_blocks <= facts["num_layers"]:
