@@ -34,3 +34,13 @@ class JobError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, kind={self.kind.value}, field={self.field!r})"
+
+
+class SetupError(JobError):
+    """This server's models or devices cannot run the job (weights missing or of another family, a
+    memory preset the device lacks, a job too large for the GPU). Not the input's fault, but running
+    it again here fails the same way, so it is not retried either; the message tells the operator
+    what to change."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.INTERNAL, field: str | None = None):
+        super().__init__(message, kind, field)

@@ -2,14 +2,15 @@
 
     validate | price | prepare | train      ltxtune.cli.train
     serve | worker                          ltxtune.cli.serve
-    models list | export                    ltxtune.cli.models
+    models list | inspect | convert | export  ltxtune.cli.models
+    lora check                              ltxtune.cli.lora
 """
 
 from __future__ import annotations
 
 import typer
 
-from ltxtune.cli import models, serve, train
+from ltxtune.cli import lora, models, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -19,3 +20,4 @@ app = typer.Typer(
 train.register(app)
 serve.register(app)
 app.add_typer(models.app, name="models")
+app.add_typer(lora.app, name="lora")

@@ -22,7 +22,9 @@ from ltxtune.models.families import ModelFamily, get_family
 from ltxtune.models.family_check import prepare_source
 from ltxtune.models.load import load_transformer
 from ltxtune.models.memory import apply_memory_preset, place_trainable, resolve_memory
+from ltxtune.models.planner import estimate_memory, memory_summary_lines
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
+from ltxtune.models.lora_check import LoraCheckFailed, check_lora
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.threads import apply_thread_policy
 from ltxtune.training.cache import Cache, build_examples, weights_id
@@ -103,6 +105,10 @@ def run_job(
     on_event(LogLine(apply_thread_policy(settings.cpu_slots, settings.threads).describe()))
     memory = resolve_memory(settings.memory, plan, family, device)
     on_event(LogLine(f"memory preset {memory.describe()}"))
+    estimate = memory.estimate or estimate_memory(plan, family, memory.preset, offload_blocks=memory.offload_blocks,
+                                                  device_type=device.type)
+    for line in memory_summary_lines(estimate):
+        on_event(LogLine(line))
     for warning in plan.warnings:
         on_event(LogLine(warning, "WARNING"))
 
@@ -160,7 +166,13 @@ def run_job(
     if plan.checkpoints.deliver_each:
         lora_path = outputs_dir / "lora.safetensors"
         lora_path.write_bytes(final.lora_path.read_bytes())
-    config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name, memory=memory.as_config())
+    report = check_lora(lora_path, family=family.name)
+    for line in report.summary_lines():
+        on_event(LogLine(line, "INFO" if report.ok else "ERROR"))
+    config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name,
+                               memory=memory.as_config(), lora_check=report.as_json())
+    if not report.ok:
+        raise LoraCheckFailed(report)  # a DatasetError: the job fails, is not retried and is billed 0
     reel_path = previews.reel(outputs_dir / "validation_reel.mp4") if plan.outputs.preview_reel else None
     debug_path = work_dir / DEBUG_ARCHIVE if plan.outputs.debug_dataset else None  # written by prepare_dataset
     on_event(LogLine(f"done: {len(losses)} steps, final loss {losses[-1]:.4f}" if losses else "done"))
