@@ -29,7 +29,7 @@ from ltxtune.models.lora import inject_lora, lora_parameters
 from ltxtune.models.memtrace import LiveBytes
 from ltxtune.models.planner import CUDA_CONTEXT_BYTES, GiB, estimate_memory, step_shape
 from ltxtune.models.text import PromptEmbeddings
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.memory import PRESETS, MemoryPreset, parse_memory
 
 try:

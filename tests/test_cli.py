@@ -201,7 +201,7 @@ def test_validate_prints_the_memory_estimate_on_stderr():
     assert "memory: bf16 on ltx23 at " in result.stderr
     assert "auto picks by free GPU memory: 80 GiB: bf16;" in result.stderr
     result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(EXAMPLES / "fal-t2v.json"), "--memory", "nf4+offload"])
-    assert "memory: nf4+offload, 24 blocks offloaded on ltx23" in result.stderr
+    assert "memory: nf4+offload, 48 blocks offloaded on ltx23" in result.stderr
     result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(EXAMPLES / "fal-t2v.json"), "--memory", "fp4"])
     assert result.exit_code == 2 and "unknown memory preset 'fp4'" in result.stderr
 

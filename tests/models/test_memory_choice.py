@@ -10,7 +10,7 @@ import pytest
 
 from ltxtune.models.architecture import component_params, gemma_param_count, text_encoder_facts, transformer_facts
 from ltxtune.models.planner import GiB, MemoryDoesNotFit, choose_memory, estimate_memory, memory_summary_lines
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.memory import MemoryPreset, WeightFormat
 
 
@@ -87,7 +87,7 @@ def test_json_and_summary_lines():
 
 
 def test_the_planner_imports_without_torch():
-    code = ("import sys; import ltxtune.models.planner as p; from ltxtune.specs import build_plan; "
+    code = ("import sys; import ltxtune.models.planner as p; from ltxtune.protocols import build_plan; "
             "plan = build_plan('fal-ai/ltx23-trainer-v2/t2v', {'training_data_url': 'u'}); "
             "p.estimate_memory(plan, 'ltx23', None); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

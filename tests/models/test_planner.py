@@ -19,7 +19,7 @@ import pytest
 
 from ltxtune.models.families import LTX2, LTX23
 from ltxtune.models.planner import GiB, caption_activation_bytes, denoise_activation_bytes, estimate_memory, step_shape, training_activation_bytes, vae_activation_bytes
-from ltxtune.specs import build_plan
+from ltxtune.protocols import build_plan
 from ltxtune.specs.memory import MemoryPreset, WeightFormat
 
 from .meta_step import build_meta_gemma, trace_captions, trace_denoise, trace_step, trace_vae

@@ -221,7 +221,8 @@ def test_a_second_job_on_the_same_data_skips_straight_to_training(tmp_path):
 
 def test_the_final_lora_is_checked_and_a_failing_one_fails_the_job(archives, cache_dir, tmp_path, monkeypatch):
     from ltxtune.events import LogLine
-    from ltxtune.jobs.child import dataset_error_status
+    from ltxtune.errors import ErrorKind
+    from ltxtune.jobs.child import failure_message
     from ltxtune.models.lora_check import LoraCheckFailed
     from ltxtune.training import job
 
@@ -241,6 +242,7 @@ def test_the_final_lora_is_checked_and_a_failing_one_fails_the_job(archives, cac
     with pytest.raises(LoraCheckFailed) as failure:
         run(plan, tmp_path / "nan", cache_dir)
     assert str(failure.value).startswith("the trained LoRA failed its check: 4 tensors hold NaN or Inf: diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight")
-    assert dataset_error_status(failure.value) == 422  # the worker ends the job failed, not retried, billed 0
+    message = failure_message(failure.value)  # what the child tells the worker: end the job, no retry, billed 0
+    assert (message.kind, message.retryable) == (ErrorKind.INTERNAL, False)
     config = json.loads((tmp_path / "nan" / "outputs" / "config.json").read_text())
     assert config["lora_check"]["verdict"] == "failed"

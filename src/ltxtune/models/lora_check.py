@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ltxtune.data.errors import DatasetError
+from ltxtune.errors import ErrorKind, JobError
 from ltxtune.models.architecture import transformer_facts
 from ltxtune.models.families import get_family
 from ltxtune.models.lora import COMFY_PREFIX, DIFFUSERS_PREFIX
@@ -44,11 +44,12 @@ class LoraCheckInputError(ValueError):
     """The file cannot be read as a LoRA at all, or no family is known to check it against."""
 
 
-class LoraCheckFailed(DatasetError):
-    """A trained LoRA that fails its check: the job fails (not retried, billed nothing)."""
+class LoraCheckFailed(JobError):
+    """A trained LoRA that fails its check: the job fails (not retried: training is deterministic, so a
+    second run would end the same way; billed nothing)."""
 
     def __init__(self, report: "LoraReport"):
-        super().__init__(f"the trained LoRA failed its check: {'; '.join(report.problems)}")
+        super().__init__(f"the trained LoRA failed its check: {'; '.join(report.problems)}", ErrorKind.INTERNAL)
         self.report = report
 
 
