@@ -36,6 +36,7 @@ from ltxtune.events import (
 from ltxtune.training.loop import LoopSettings, train
 from ltxtune.training.outputs import lora_metadata, write_config
 from ltxtune.training.previews import Previews
+from ltxtune.training.speed import apply_speed, resolve_speed
 from ltxtune.training.strategies import strategy_for
 
 
@@ -110,11 +111,10 @@ def run_job(
         torch.manual_seed(plan.optimisation.seed)
         inject_lora(transformer, plan.lora.rank, plan.lora.alpha)
     _init_lora(plan, transformer, family, on_event)
-    checkpointing = settings.gradient_checkpointing
-    if checkpointing is None:
-        checkpointing = not family.is_tiny  # the real models need it for long clips; tiny runs are faster without
-    if checkpointing:
-        transformer.enable_gradient_checkpointing()
+    # Checkpointing: the real models need it for long clips; tiny runs are faster without.
+    speed = apply_speed(transformer, resolve_speed(settings.speed, device=device, is_tiny=family.is_tiny,
+                                                   num_blocks=len(transformer.transformer_blocks),
+                                                   gradient_checkpointing=settings.gradient_checkpointing), device, on_event)
 
     checkpoint_steps = plan.checkpoints.steps
     checkpoints: dict[int, CheckpointSaved] = {}
@@ -135,7 +135,8 @@ def run_job(
 
     strategy = strategy_for(plan.mode.value, plan.optimisation.first_frame_p, plan.optimisation.audio_loss_weight, plan.optimisation.noise_offset)
     loop_settings = LoopSettings(device=device, dtype=dtype, state_dir=work_dir / "state", log_every=settings.log_every,
-                                 state_every=settings.state_every, use_cross_timestep=family.use_cross_timestep)
+                                 state_every=settings.state_every, use_cross_timestep=family.use_cross_timestep,
+                                 speed=speed, lora_rank=plan.lora.rank)
     losses = train(plan, transformer, examples, strategy, loop_settings, fingerprint=_fingerprint(plan, family, prepared),
                    on_event=on_event, should_stop=should_stop, on_checkpoint=on_checkpoint)
 
