@@ -117,3 +117,19 @@ def convert_to_fp8(transformer: torch.nn.Module, device: torch.device, *, min_fe
             setattr(parent, child, Float8FrozenLinear.from_linear(module))
             count += 1
     return count
+
+
+def revert_fp8(transformer: torch.nn.Module) -> int:
+    """Put plain `nn.Linear` layers (the same weights) back where `convert_to_fp8` put float8 ones."""
+    count = 0
+    for block in transformer.transformer_blocks:
+        for name, module in list(block.named_modules()):
+            if isinstance(module, Float8FrozenLinear):
+                linear = torch.nn.Linear.__new__(torch.nn.Linear)
+                torch.nn.Module.__init__(linear)
+                linear.in_features, linear.out_features = module.in_features, module.out_features
+                linear.weight, linear.bias = module.weight, module.bias
+                parent_name, _, child = name.rpartition(".")
+                setattr(block.get_submodule(parent_name) if parent_name else block, child, linear)
+                count += 1
+    return count

@@ -1,0 +1,257 @@
+"""The speed switches: each on and off gives the same first-step loss and the same LoRA after a
+few steps on the tiny model; the defaults; the FLOP count; progress that shows the speed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ltxtune.events import LogLine, Progress, RunSettings, SpeedSettings
+from ltxtune.models.lora import inject_lora, lora_parameters
+from ltxtune.models.text import PromptEmbeddings
+from ltxtune.models.tiny import build_tiny_transformer, transformer_config
+from ltxtune.training.flops import Throughput, step_flops
+from ltxtune.training.fp8 import Fp8Unavailable, convert_to_fp8
+from ltxtune.training.optim import build_optimizer
+from ltxtune.training.speed import (
+    PLAIN, ResolvedSpeed, compile_blocks, drop_full_masks, enable_selective_checkpointing, resolve_speed,
+)
+from ltxtune.training.step import TrainStep
+from ltxtune.training.strategies import Batch, Strategy
+
+CPU = torch.device("cpu")
+STEPS = 3
+
+
+def tiny_lora_model():
+    transformer = build_tiny_transformer()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        inject_lora(transformer, 4, 4)
+    for parameter in lora_parameters(transformer):  # B starts at zero; give the LoRA something to carry
+        if parameter.abs().sum() == 0:
+            with torch.no_grad():
+                parameter.normal_(0, 0.05, generator=torch.Generator().manual_seed(parameter.numel()))
+    return transformer
+
+
+def tiny_batch(*, audio: bool = True) -> Batch:
+    generator = torch.Generator().manual_seed(5)
+    config = transformer_config()
+    prompt = PromptEmbeddings(video=torch.randn(1, 16, 64, generator=generator), audio=torch.randn(1, 16, 32, generator=generator),
+                              mask=torch.ones(1, 16, dtype=torch.long))
+    return Batch(video=torch.randn(1, config["in_channels"], 2, 2, 3, generator=generator),
+                 audio=torch.randn(1, 8, 5, 2, generator=generator) if audio else None,
+                 reference=None, prompt=prompt, fps=24.0, is_image=False)
+
+
+def train_tiny(speed: ResolvedSpeed, *, prepare=None, batch: Batch | None = None):
+    """STEPS steps of the real TrainStep; returns (losses, LoRA tensors, log lines)."""
+    transformer = tiny_lora_model()
+    events: list = []
+    enable_selective_checkpointing(transformer, speed.checkpoint_blocks)
+    if prepare is not None:
+        prepare(transformer)
+    batch = batch or tiny_batch()
+    if speed.drops_full_masks:
+        batch = replace(batch, prompt=drop_full_masks(batch.prompt))
+    parameters = lora_parameters(transformer)
+    optimizer = build_optimizer("adamw", parameters, 1e-2, CPU, events.append, fused=speed.fused_optimizer)
+    step = TrainStep(transformer, Strategy(), parameters, optimizer, device=CPU, use_cross_timestep=True,
+                     attention=speed.attention, compiled=speed.compile, on_event=events.append)
+    losses = []
+    transformer.train()
+    for index in range(STEPS):
+        generator = torch.Generator().manual_seed(index)
+        losses.append(float(step(batch, torch.tensor([0.3 + 0.2 * index]), generator)))
+    return losses, [p.detach().clone() for p in parameters], events
+
+
+def assert_same_training(a, b, *, tolerance: float = 1e-5):
+    losses_a, lora_a, _ = a
+    losses_b, lora_b, _ = b
+    assert losses_a[0] == pytest.approx(losses_b[0], rel=tolerance, abs=tolerance)
+    assert losses_a == pytest.approx(losses_b, rel=tolerance, abs=tolerance)
+    assert len(lora_a) == len(lora_b)
+    for x, y in zip(lora_a, lora_b):
+        torch.testing.assert_close(x, y, rtol=tolerance, atol=tolerance)
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return train_tiny(PLAIN)
+
+
+def test_the_lora_moves(plain):
+    fresh = [p.detach() for p in lora_parameters(tiny_lora_model())]
+    assert any(not torch.equal(a, b) for a, b in zip(fresh, plain[1]))
+    assert len(set(plain[0])) == STEPS
+
+
+@pytest.mark.parametrize("attention", ["auto", "math", "flash"])
+def test_attention_kernels_and_dropped_masks_train_the_same(plain, attention):
+    run = train_tiny(replace(PLAIN, attention=attention))
+    assert_same_training(run, plain)
+
+
+def test_a_full_text_mask_is_dropped_and_a_partial_one_kept():
+    prompt = tiny_batch().prompt
+    assert drop_full_masks(prompt).mask is None
+    partial = replace(prompt, mask=torch.tensor([[0] * 4 + [1] * 12]))
+    assert drop_full_masks(partial) is partial
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_selective_checkpointing_trains_the_same(plain, blocks):
+    assert_same_training(train_tiny(replace(PLAIN, checkpoint_blocks=blocks)), plain)
+
+
+def test_selective_checkpointing_recomputes_only_the_chosen_blocks():
+    transformer = tiny_lora_model()
+    assert enable_selective_checkpointing(transformer, 1) == 1
+    calls = {0: 0, 1: 0}
+    for index, block in enumerate(transformer.transformer_blocks):
+        # a pre-hook: the recomputation stops early, once it has what the backward pass needs
+        block.register_forward_pre_hook(lambda module, args, index=index: calls.__setitem__(index, calls[index] + 1))
+    parameters = lora_parameters(transformer)
+    step = TrainStep(transformer, Strategy(), parameters, torch.optim.AdamW(parameters), device=CPU, use_cross_timestep=True)
+    transformer.train()
+    step(tiny_batch(), torch.tensor([0.5]), torch.Generator().manual_seed(0))
+    assert calls == {0: 2, 1: 1}  # block 0 ran again in the backward pass; block 1 kept its activations
+    assert enable_selective_checkpointing(transformer, 99) == 2
+    assert enable_selective_checkpointing(transformer, 0) == 0 and not transformer.gradient_checkpointing
+
+
+def test_fused_adamw_trains_the_same(plain):
+    run = train_tiny(replace(PLAIN, fused_optimizer=True))
+    assert_same_training(run, plain)
+
+
+def test_everything_default_on_cpu_trains_the_same(plain):
+    speed = resolve_speed(SpeedSettings(), device=CPU, is_tiny=True, num_blocks=2)
+    assert_same_training(train_tiny(speed), plain)
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_the_same(plain):
+    """Regional torch.compile (inductor) of both tiny blocks, one compilation for the two."""
+    run = train_tiny(replace(PLAIN, compile=True), prepare=lambda t: compile_blocks(t, lambda e: None))
+    assert not [e for e in run[2] if isinstance(e, LogLine) and e.level == "WARNING"]
+    assert_same_training(run, plain, tolerance=1e-4)
+
+
+def test_a_failing_compile_falls_back_to_eager_with_the_same_result(plain):
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no code generator here")
+
+    def compile_broken(transformer):
+        for block in transformer.transformer_blocks:
+            block.compile(backend=broken_backend)
+
+    run = train_tiny(replace(PLAIN, compile=True), prepare=compile_broken)
+    warnings = [e.message for e in run[2] if isinstance(e, LogLine) and e.level == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("torch.compile failed (")
+    assert "continuing without it" in warnings[0]
+    assert_same_training(run, plain)
+
+
+def test_fp8_is_refused_on_cpu_with_a_clear_message():
+    with pytest.raises(Fp8Unavailable, match=r"^fp8 compute needs a CUDA GPU of compute capability 8\.9 or newer "
+                                             r"\(Ada, Hopper, Blackwell\); this run is on cpu$"):
+        convert_to_fp8(tiny_lora_model(), CPU)
+
+
+# ------------------------------------------------------------------------------------- defaults
+
+
+def test_defaults_per_device_and_family():
+    cuda, cpu = torch.device("cuda"), CPU
+    assert resolve_speed(SpeedSettings(), device=cpu, is_tiny=True, num_blocks=2) == ResolvedSpeed("auto", False, 0, False, False)
+    assert resolve_speed(SpeedSettings(), device=cuda, is_tiny=False, num_blocks=48) == ResolvedSpeed("auto", True, 48, False, True)
+    assert resolve_speed(SpeedSettings(), device=cpu, is_tiny=False, num_blocks=48, gradient_checkpointing=False).checkpoint_blocks == 0
+    assert resolve_speed(SpeedSettings(checkpoint_blocks=12), device=cuda, is_tiny=False, num_blocks=48).checkpoint_blocks == 12
+    assert resolve_speed(SpeedSettings(checkpoint_blocks=100), device=cuda, is_tiny=False, num_blocks=48).checkpoint_blocks == 48
+
+
+def test_environment_overrides():
+    speed = SpeedSettings.from_env({"LTXTUNE_ATTENTION": "cudnn", "LTXTUNE_COMPILE": "0", "LTXTUNE_CHECKPOINT_BLOCKS": "all",
+                                    "LTXTUNE_FP8": "1", "LTXTUNE_FUSED_OPTIMIZER": "auto"})
+    assert speed == SpeedSettings(attention="cudnn", compile=False, checkpoint_blocks=10**6, fp8=True, fused_optimizer=None)
+    assert SpeedSettings.from_env({}) == SpeedSettings()
+    assert RunSettings(cache_dir="c").speed == SpeedSettings()
+    with pytest.raises(ValueError, match=r"^LTXTUNE_COMPILE='maybe': use 1, 0 or auto$"):
+        SpeedSettings.from_env({"LTXTUNE_COMPILE": "maybe"})
+    with pytest.raises(ValueError, match=r"^attention='fast': use one of auto, default, cudnn, flash, efficient, math$"):
+        SpeedSettings(attention="fast")
+    with pytest.raises(ValueError, match=r"^LTXTUNE_CHECKPOINT_BLOCKS='half': give a number of blocks, all or auto$"):
+        SpeedSettings.from_env({"LTXTUNE_CHECKPOINT_BLOCKS": "half"})
+
+
+# ---------------------------------------------------------------------------------------- FLOP
+
+
+def test_flop_count_of_ltx23_at_the_fal_default_bucket():
+    """The issue's estimate: forward ~2.1e14 (linear ~1.7e14, self-attention ~3.8e13), a LoRA step
+    ~4.6e14 model FLOP, ~6.7e14 executed with every block recomputed."""
+    from ltxtune.training.bench import full_size_config
+
+    config = full_size_config("ltx23")
+    flops = step_flops(config, video_tokens=6912, audio_tokens=93, text_tokens=1024, lora_rank=32, checkpointed_blocks=48)
+    assert flops.forward_linear == pytest.approx(1.832e14, rel=1e-3)
+    assert 4 * 4096 * 6912**2 * 48 == pytest.approx(3.76e13, rel=1e-3)  # the video self-attention part
+    assert flops.forward_attention == pytest.approx(4.369e13, rel=1e-3)
+    assert flops.model == pytest.approx(4.614e14, rel=1e-3)
+    assert flops.executed == pytest.approx(flops.model + flops.forward - flops.forward_other)
+
+
+@pytest.mark.parametrize("audio", [True, False])
+def test_flop_count_matches_torch_flop_counter_on_the_tiny_model(audio):
+    """The analytic forward against torch's own count of every matmul in a forward pass (attention on
+    the math kernel, whose matmuls the counter sees)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ltxtune.models.forward import predict_velocity
+
+    transformer = build_tiny_transformer()
+    batch = tiny_batch(audio=audio)
+    batch = replace(batch, video=torch.randn(1, 16, 3, 8, 8), prompt=drop_full_masks(batch.prompt))
+    inputs = Strategy().prepare_inputs(batch, torch.tensor([0.5]), torch.Generator().manual_seed(0), transformer)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        predict_velocity(transformer, use_cross_timestep=True, **inputs.model_kwargs())
+    counted = counter.get_total_flops()
+    analytic = step_flops(transformer.config, video_tokens=192, audio_tokens=5 if audio else 1, text_tokens=16, with_audio=audio)
+    assert analytic.forward == pytest.approx(counted, rel=0.01)  # the rest: timestep embeddings, one token each
+    attention = sum(v for op, v in counter.get_flop_counts()["Global"].items() if "bmm" in str(op))
+    assert analytic.forward_attention == attention
+
+
+# ------------------------------------------------------------------------------------ progress
+
+
+def test_progress_shows_the_speed():
+    event = Progress("train", 30, 100, loss=0.25, seconds_per_step=0.81, eta_seconds=57, tokens_per_second=8650.2,
+                     mfu=0.512, peak_memory_gib=61.23)
+    assert event.describe() == "train 30/100, loss 0.2500, 0.81 s/step, 8,650 tok/s, MFU 51%, peak 61.2 GiB, ETA 0:57"
+    assert Progress("train", 1, 2, seconds_per_step=0.5, tokens_per_second=20.0).describe() == "train 1/2, 0.50 s/step, 20 tok/s"
+
+
+def test_console_bar_shows_the_speed():
+    from rich.console import Console
+
+    from ltxtune.progress import ConsoleProgress
+
+    console = Console(record=True, width=200, force_terminal=False)
+    with ConsoleProgress(console) as sink:
+        sink(Progress("train", 5, 10, loss=0.5, seconds_per_step=0.2, tokens_per_second=1234.0, mfu=0.4, peak_memory_gib=3.0))
+        assert sink.bar.tasks[0].fields["detail"] == "loss 0.5000  0.20 s/step  1,234 tok/s  MFU 40%  peak 3.0 GiB"
+
+
+def test_throughput_counts_tokens_and_leaves_gpu_figures_out_on_cpu():
+    meter = Throughput(transformer_config(), CPU, lora_rank=4, checkpointed_blocks=0)
+    meter.add(video_tokens=12, audio_tokens=5, text_tokens=16, with_audio=True)
+    meter.add(video_tokens=12, audio_tokens=1, text_tokens=16, with_audio=False)
+    assert meter.take(2.0) == {"tokens_per_second": (17 + 12) / 2.0, "mfu": None, "peak_memory_gib": None}
+    assert meter.take(1.0)["tokens_per_second"] == 0
