@@ -144,7 +144,7 @@ class SpeedSettings:
       pass. Default: `RunSettings.gradient_checkpointing` (all blocks of a real family, none for tiny);
       the memory planner passes a smaller k when memory allows.
     - fp8: the frozen base's linear layers compute in float8 (CUDA, compute capability 8.9+); off.
-    - fused_optimizer: AdamW's fused kernel; default on CUDA, off on CPU.
+    - fused_optimizer: AdamW's fused kernel (one launch for every LoRA tensor); default on (CUDA and CPU).
 
     Environment overrides (`from_env`): LTXTUNE_ATTENTION, LTXTUNE_COMPILE, LTXTUNE_CHECKPOINT_BLOCKS,
     LTXTUNE_FP8, LTXTUNE_FUSED_OPTIMIZER; booleans as 1/0 (or auto), blocks as a number (or all/auto).

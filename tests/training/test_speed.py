@@ -25,8 +25,8 @@ CPU = torch.device("cpu")
 STEPS = 3
 
 
-def tiny_lora_model():
-    transformer = build_tiny_transformer()
+def tiny_lora_model(device: torch.device = CPU, dtype: torch.dtype = torch.float32):
+    transformer = build_tiny_transformer().to(device=device, dtype=dtype)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         inject_lora(transformer, 4, 4)
@@ -37,29 +37,30 @@ def tiny_lora_model():
     return transformer
 
 
-def tiny_batch(*, audio: bool = True) -> Batch:
+def tiny_batch(*, audio: bool = True, device: torch.device = CPU, dtype: torch.dtype = torch.float32) -> Batch:
     generator = torch.Generator().manual_seed(5)
     config = transformer_config()
     prompt = PromptEmbeddings(video=torch.randn(1, 16, 64, generator=generator), audio=torch.randn(1, 16, 32, generator=generator),
-                              mask=torch.ones(1, 16, dtype=torch.long))
-    return Batch(video=torch.randn(1, config["in_channels"], 2, 2, 3, generator=generator),
-                 audio=torch.randn(1, 8, 5, 2, generator=generator) if audio else None,
+                              mask=torch.ones(1, 16, dtype=torch.long)).to(device=device, dtype=dtype)
+    return Batch(video=torch.randn(1, config["in_channels"], 2, 2, 3, generator=generator).to(device),
+                 audio=torch.randn(1, 8, 5, 2, generator=generator).to(device) if audio else None,
                  reference=None, prompt=prompt, fps=24.0, is_image=False)
 
 
-def train_tiny(speed: ResolvedSpeed, *, prepare=None, batch: Batch | None = None):
+def train_tiny(speed: ResolvedSpeed, *, prepare=None, batch: Batch | None = None, device: torch.device = CPU,
+               dtype: torch.dtype = torch.float32):
     """STEPS steps of the real TrainStep; returns (losses, LoRA tensors, log lines)."""
-    transformer = tiny_lora_model()
+    transformer = tiny_lora_model(device, dtype)
     events: list = []
     enable_selective_checkpointing(transformer, speed.checkpoint_blocks)
     if prepare is not None:
         prepare(transformer)
-    batch = batch or tiny_batch()
+    batch = batch or tiny_batch(device=device, dtype=dtype)
     if speed.drops_full_masks:
         batch = replace(batch, prompt=drop_full_masks(batch.prompt))
     parameters = lora_parameters(transformer)
-    optimizer = build_optimizer("adamw", parameters, 1e-2, CPU, events.append, fused=speed.fused_optimizer)
-    step = TrainStep(transformer, Strategy(), parameters, optimizer, device=CPU, use_cross_timestep=True,
+    optimizer = build_optimizer("adamw", parameters, 1e-2, device, events.append, fused=speed.fused_optimizer)
+    step = TrainStep(transformer, Strategy(), parameters, optimizer, device=device, use_cross_timestep=True,
                      attention=speed.attention, compiled=speed.compile, on_event=events.append)
     losses = []
     transformer.train()
@@ -163,12 +164,74 @@ def test_fp8_is_refused_on_cpu_with_a_clear_message():
         convert_to_fp8(tiny_lora_model(), CPU)
 
 
+# ------------------------------------------------------------------------------------------ GPU
+
+CUDA = torch.device("cuda")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+needs_fp8 = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
+                               reason="needs a GPU of compute capability 8.9+")
+
+
+@pytest.mark.gpu
+@needs_fp8
+def test_fp8_linear_is_close_to_bf16_and_computes_no_weight_gradient():
+    from ltxtune.training.fp8 import Float8FrozenLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(512, 1024).to(CUDA, torch.bfloat16).requires_grad_(False)
+    x = torch.randn(3, 300, 512, device=CUDA, dtype=torch.bfloat16, requires_grad=True)
+    expected = linear(x)
+    (expected.float().square().sum()).backward()
+    expected_grad, x.grad = x.grad, None
+    fp8 = Float8FrozenLinear.from_linear(linear)
+    got = fp8(x)
+    (got.float().square().sum()).backward()
+    assert got.dtype == torch.bfloat16 and got.shape == expected.shape
+    assert ((got.float() - expected.float()).norm() / expected.float().norm()) < 0.08
+    assert ((x.grad.float() - expected_grad.float()).norm() / expected_grad.float().norm()) < 0.12
+    assert linear.weight.grad is None and "weight_fp8" not in fp8.state_dict()
+
+
+@pytest.mark.gpu
+@needs_fp8
+def test_fp8_training_follows_the_bf16_loss_curve():
+    from ltxtune.training.fp8 import convert_to_fp8
+
+    bf16 = train_tiny(PLAIN, device=CUDA, dtype=torch.bfloat16)
+    fp8 = train_tiny(replace(PLAIN, fp8=True), device=CUDA, dtype=torch.bfloat16,
+                     prepare=lambda t: convert_to_fp8(t, CUDA, min_features=16))
+    assert fp8[0] == pytest.approx(bf16[0], rel=0.05)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_auto_attention_on_cuda_takes_a_fused_kernel_and_trains_the_same():
+    from ltxtune.training.speed import attention_kernel
+
+    kernel = attention_kernel("auto", CUDA, heads=2, head_dim=32, query_tokens=128, key_tokens=128, masked=False,
+                              dtype=torch.bfloat16)
+    assert kernel in ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION")
+    plain_cuda = train_tiny(PLAIN, device=CUDA, dtype=torch.bfloat16)
+    auto = train_tiny(replace(PLAIN, attention="auto", fused_optimizer=True), device=CUDA, dtype=torch.bfloat16)
+    assert auto[0] == pytest.approx(plain_cuda[0], rel=0.02)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_compiled_blocks_on_cuda_train_the_same():
+    eager = train_tiny(PLAIN, device=CUDA, dtype=torch.bfloat16)
+    compiled = train_tiny(replace(PLAIN, compile=True), device=CUDA, dtype=torch.bfloat16,
+                          prepare=lambda t: compile_blocks(t, lambda e: None))
+    assert not [e for e in compiled[2] if isinstance(e, LogLine) and e.level == "WARNING"]
+    assert compiled[0] == pytest.approx(eager[0], rel=0.02)
+
+
 # ------------------------------------------------------------------------------------- defaults
 
 
 def test_defaults_per_device_and_family():
     cuda, cpu = torch.device("cuda"), CPU
-    assert resolve_speed(SpeedSettings(), device=cpu, is_tiny=True, num_blocks=2) == ResolvedSpeed("auto", False, 0, False, False)
+    assert resolve_speed(SpeedSettings(), device=cpu, is_tiny=True, num_blocks=2) == ResolvedSpeed("auto", False, 0, False, True)
     assert resolve_speed(SpeedSettings(), device=cuda, is_tiny=False, num_blocks=48) == ResolvedSpeed("auto", True, 48, False, True)
     assert resolve_speed(SpeedSettings(), device=cpu, is_tiny=False, num_blocks=48, gradient_checkpointing=False).checkpoint_blocks == 0
     assert resolve_speed(SpeedSettings(checkpoint_blocks=12), device=cuda, is_tiny=False, num_blocks=48).checkpoint_blocks == 12

@@ -15,33 +15,24 @@ after every configuration, so a run cut short still leaves its results.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import json
 import os
 import signal
-import statistics
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ltxtune.events import LogLine, SpeedSettings
+from ltxtune.events import SpeedSettings
 from ltxtune.models.forward import predict_velocity
-from ltxtune.models.lora import inject_lora, lora_parameters
 from ltxtune.models.text import PromptEmbeddings
-from ltxtune.training.flops import measure_matmul_flops, step_flops, wall_matmul_flops
-from ltxtune.training.optim import build_optimizer
-from ltxtune.training.schedules import sample_sigmas
-from ltxtune.training.speed import (
-    apply_speed, attention_context, describe_attention, resolve_speed, uncompile_blocks,
-)
-from ltxtune.training.step import MAX_GRAD_NORM, TrainStep
+from ltxtune.training.step import MAX_GRAD_NORM
 from ltxtune.training.strategies import Batch, Strategy
 
 FIXTURES = Path(os.environ.get("LTXTUNE_FIXTURES", "/work/shared/fixtures")) / "ltx-checkpoints"

@@ -26,7 +26,7 @@ from ltxtune.training.fp8 import revert_fp8
 from ltxtune.training.optim import WEIGHT_DECAY, build_optimizer
 from ltxtune.training.schedules import sample_sigmas
 from ltxtune.training.speed import (
-    apply_speed, describe_attention, drop_full_masks, enable_selective_checkpointing, resolve_speed, uncompile_blocks,
+    apply_speed, describe_attention, drop_full_masks, resolve_speed, uncompile_blocks,
 )
 from ltxtune.training.step import TrainStep
 from ltxtune.training.strategies import Strategy
@@ -223,7 +223,11 @@ class Runner:
                                                     text_masked=batch.prompt.mask is not None)
         else:
             uncompile_blocks(transformer)
-            checkpointed = enable_selective_checkpointing(transformer, 0 if options.tiny else num_blocks)
+            checkpointed = 0 if options.tiny else num_blocks  # diffusers' own checkpointing, every block
+            if checkpointed:
+                transformer.enable_gradient_checkpointing()
+            else:
+                transformer.disable_gradient_checkpointing()
             optimizer = torch.optim.AdamW(parameters, lr=bench.LEARNING_RATE, weight_decay=WEIGHT_DECAY)
             step = bench.reference_step(transformer, parameters, optimizer, strategy, config.family != "ltx2", self.device)
             facts["speed"] = {"checkpoint_blocks": checkpointed, "attention": "default", "optimizer": "AdamW (torch default)"}

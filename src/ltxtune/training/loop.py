@@ -23,7 +23,7 @@ from ltxtune.events import LogLine, OnEvent, Progress, ShouldStop, Stopped
 from ltxtune.training.flops import Throughput
 from ltxtune.training.optim import build_optimizer
 from ltxtune.training.schedules import lr_multiplier, sample_sigmas
-from ltxtune.training.speed import PLAIN, ResolvedSpeed, drop_full_masks
+from ltxtune.training.speed import PLAIN, ResolvedSpeed, describe_attention, drop_full_masks
 from ltxtune.training.step import TrainStep
 from ltxtune.training.strategies import Batch, Strategy
 
@@ -85,6 +85,10 @@ def train(
                            compiled=settings.speed.compile, on_event=on_event)
     throughput = Throughput(transformer.config, settings.device, lora_rank=settings.lora_rank,
                             checkpointed_blocks=settings.speed.checkpoint_blocks)
+    shape = examples[0].token_counts(strategy.use_reference)
+    on_event(LogLine(describe_attention(transformer, settings.speed.attention, settings.device, settings.dtype,
+                                        video_tokens=shape["video_tokens"], text_tokens=shape["text_tokens"],
+                                        text_masked=examples[0].prompts[0].mask is not None)))
     resumed = load_state(settings.state_dir, parameters, optimizer, fingerprint)
     start = resumed.step if resumed else 0
     losses = resumed.losses if resumed else []

@@ -67,7 +67,8 @@ def resolve_speed(speed: SpeedSettings, *, device: torch.device, is_tiny: bool, 
         compile=speed.compile if speed.compile is not None else (cuda and not is_tiny),
         checkpoint_blocks=blocks,
         fp8=speed.fp8,
-        fused_optimizer=speed.fused_optimizer if speed.fused_optimizer is not None else cuda,
+        # measured on CPU too: the tiny model's 112 LoRA tensors step in 3.5 ms fused, 20.6 ms one by one
+        fused_optimizer=speed.fused_optimizer if speed.fused_optimizer is not None else True,
     )
 
 
@@ -156,6 +157,13 @@ def compile_blocks(transformer, on_event: OnEvent) -> bool:
     if reason:
         on_event(LogLine(f"{reason}; the transformer runs eagerly", "WARNING"))
         return False
+    import torch._dynamo
+
+    # One code object serves every block; each new clip shape (bucket, with or without audio) adds an
+    # entry until shapes turn dynamic, so allow more entries than dynamo's default before it gives up.
+    for limit in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
     for block in transformer.transformer_blocks:
         block.compile()
     return True
