@@ -3,6 +3,7 @@ few steps on the tiny model; the defaults; the FLOP count; progress that shows t
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -135,14 +136,27 @@ def test_everything_default_on_cpu_trains_the_same(plain):
     assert_same_training(train_tiny(speed), plain)
 
 
+INDUCTOR_ON_CPU = pytest.mark.skipif(not os.environ.get("LTXTUNE_TEST_INDUCTOR"),
+                                     reason="inductor's C++ build takes minutes on a CPU; LTXTUNE_TEST_INDUCTOR=1 runs it")
+
+
 @pytest.mark.slow
-def test_compiled_blocks_train_the_same(plain):
-    """Regional torch.compile (inductor) of both tiny blocks, one compilation for the two."""
-    run = train_tiny(replace(PLAIN, compile=True), prepare=lambda t: compile_blocks(t, lambda e: None))
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=INDUCTOR_ON_CPU)])
+def test_compiled_blocks_train_the_same(plain, backend):
+    """Regional torch.compile of both tiny blocks: one graph serves the two, forward and backward
+    (aot_eager traces and differentiates exactly as inductor does, without generating C++)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    run = train_tiny(replace(PLAIN, compile=True), prepare=lambda t: compile_blocks(t, lambda e: None, backend=backend))
     assert not [e for e in run[2] if isinstance(e, LogLine) and e.level == "WARNING"]
+    # Two graphs for all the blocks and steps: the first block's input needs no gradient, the others' do.
+    assert counters["stats"]["unique_graphs"] == 2
     assert_same_training(run, plain, tolerance=1e-4)
 
 
+@pytest.mark.slow
 def test_a_failing_compile_falls_back_to_eager_with_the_same_result(plain):
     def broken_backend(graph, example_inputs):
         raise RuntimeError("no code generator here")
@@ -318,3 +332,24 @@ def test_throughput_counts_tokens_and_leaves_gpu_figures_out_on_cpu():
     meter.add(video_tokens=12, audio_tokens=1, text_tokens=16, with_audio=False)
     assert meter.take(2.0) == {"tokens_per_second": (17 + 12) / 2.0, "mfu": None, "peak_memory_gib": None}
     assert meter.take(1.0)["tokens_per_second"] == 0
+
+
+# ------------------------------------------------------------------------------------- the job
+
+
+def test_a_job_with_every_switch_off_follows_the_default_loss_curve(archives, cache_dir, tmp_path):
+    from tests.training.conftest import plan_for, run, settings, short
+
+    plan = short(plan_for(archives["audio"]), 4)
+    default, events = run(plan, tmp_path / "default", cache_dir)
+    switched_off = SpeedSettings(attention="default", compile=False, checkpoint_blocks=0, fused_optimizer=False)
+    plain_job, plain_events = run(plan, tmp_path / "plain", cache_dir, settings=settings(cache_dir, speed=switched_off))
+    assert default.losses == pytest.approx(plain_job.losses, rel=1e-5)
+    lines = [e.message for e in events if isinstance(e, LogLine)]
+    assert "speed: attention auto, compile off, checkpointing 0 block(s), fp8 off, fused optimiser on" in lines
+    assert any(line.startswith("attention (auto): video self-attention runs ") for line in lines)
+    assert "speed: attention default, compile off, checkpointing 0 block(s), fp8 off, fused optimiser off" in [
+        e.message for e in plain_events if isinstance(e, LogLine)]
+    progress = [e for e in events if isinstance(e, Progress) and e.phase == "train"]
+    assert len(progress) == 4 and all(e.tokens_per_second > 0 and e.mfu is None and e.peak_memory_gib is None for e in progress)
+    assert " tok/s" in progress[-1].describe()

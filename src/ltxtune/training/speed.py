@@ -151,7 +151,7 @@ def compile_unavailable() -> str | None:
     return None
 
 
-def compile_blocks(transformer, on_event: OnEvent) -> bool:
+def compile_blocks(transformer, on_event: OnEvent, *, backend: str = "inductor") -> bool:
     """Compile every transformer block in place; False (logged) when torch.compile is unavailable."""
     reason = compile_unavailable()
     if reason:
@@ -165,7 +165,7 @@ def compile_blocks(transformer, on_event: OnEvent) -> bool:
         if hasattr(torch._dynamo.config, limit):
             setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
     for block in transformer.transformer_blocks:
-        block.compile()
+        block.compile(backend=backend)
     return True
 
 
