@@ -46,7 +46,7 @@ def test_tiny_benchmark_writes_every_configuration(tmp_path):
     assert list(report["speedups"]) == ["ltx23 64x64x17+audio"]
     assert report["speedups"]["ltx23 64x64x17+audio"] == pytest.approx(reference["median_s"] / main["median_s"])
     assert [r["label"] for r in report["configurations"]] == [
-        "default", "default", "compile off", "attention default", "checkpoint 1 blocks", "fp8 compute"]
+        "default", "default", "compile off", "fp8 compute", "attention default", "checkpoint 1 blocks"]
     fp8 = runs["ltx23 64x64x17+audio ltxtune (fp8 compute)"]
     assert fp8["status"] == "error" and fp8["error"].startswith("Fp8Unavailable: fp8 compute needs a CUDA GPU")
     assert "fp8 compute" in done.stdout and "FAILED" in done.stdout  # said per configuration, the run went on
@@ -56,7 +56,10 @@ def test_tiny_benchmark_writes_every_configuration(tmp_path):
 def test_configurations_put_the_main_shape_and_its_reference_first():
     runs = bench.configurations(["ltx23", "ltx2"], bench.FULL_SHAPES, {"ltx23": 48, "ltx2": 48}, ["fp8", "nf4+offload"])
     names = [run.name for run in runs]
-    assert names[:2] == ["ltx23 768x768x89+audio ltxtune", "ltx23 768x768x89+audio reference"]
+    assert names[:4] == ["ltx23 768x768x89+audio ltxtune", "ltx23 768x768x89+audio reference",
+                         "ltx23 768x768x89+audio ltxtune (compile off)", "ltx23 768x768x89+audio ltxtune (fp8 compute)"]
+    assert names[4:8] == ["ltx23 512x512x49 ltxtune", "ltx23 512x512x49 reference",
+                          "ltx23 image 1024x1024 x4 ltxtune", "ltx23 image 1024x1024 x4 reference"]
     assert "ltx23 768x768x89+audio ltxtune (checkpoint 24 blocks)" in names
     assert "ltx23 768x768x89+audio ltxtune (preset nf4+offload)" in names
     assert names[-2:] == ["ltx2 768x768x89+audio ltxtune", "ltx2 768x768x89+audio reference"]

@@ -89,19 +89,20 @@ class Configuration:
 
 def configurations(families: list[str], shapes: tuple[Shape, ...], blocks: dict[str, int],
                    presets: list[str] = ()) -> list[Configuration]:
-    """Most important first: the main shape and its reference, the other shapes, then the ablations
-    of each switch, fp8 compute, the memory presets, and the other families."""
+    """Most important first: the main shape and its reference; the switches that decide defaults
+    (compile off costs no compilation, fp8 compute is the next speed-up); the other shapes with
+    their references; the remaining ablations; the memory presets; the other families."""
     main, rest = families[0], families[1:]
-    runs: list[Configuration] = []
-    for shape in shapes:
-        runs += [Configuration(main, shape, "ltxtune"), Configuration(main, shape, "reference")]
-    first = shapes[0]
+    first, *others = shapes
     half = max(1, blocks[main] // 2)
+    runs = [Configuration(main, first, "ltxtune"), Configuration(main, first, "reference"),
+            Configuration(main, first, "ltxtune", "compile off", SpeedSettings(compile=False)),
+            Configuration(main, first, "ltxtune", "fp8 compute", SpeedSettings(fp8=True))]
+    for shape in others:
+        runs += [Configuration(main, shape, "ltxtune"), Configuration(main, shape, "reference")]
     runs += [
-        Configuration(main, first, "ltxtune", "compile off", SpeedSettings(compile=False)),
         Configuration(main, first, "ltxtune", "attention default", SpeedSettings(attention="default")),
         Configuration(main, first, "ltxtune", f"checkpoint {half} blocks", SpeedSettings(checkpoint_blocks=half)),
-        Configuration(main, first, "ltxtune", "fp8 compute", SpeedSettings(fp8=True)),
     ]
     runs += [Configuration(main, first, "ltxtune", f"preset {preset}", preset=preset) for preset in presets]
     for family in rest:

@@ -32,6 +32,7 @@ from ltxtune.training.step import TrainStep
 from ltxtune.training.strategies import Strategy
 
 SECONDS_PER_CONFIG_AT_LEAST = 20.0  # below this, a configuration is skipped rather than started
+CONFIG_SHARE = 0.4  # the most of the budget one configuration may take (compiling included)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Runner:
                                    ("cpu" if options.device == "auto" else options.device))
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.deadline = time.monotonic() + options.budget_s
+        self.config_deadline = self.deadline
         self.models: dict[str, torch.nn.Module] = {}
         self.text_tokens = 64 if options.tiny else 1024
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu"
@@ -92,12 +94,19 @@ class Runner:
         self.log(f"device {self.report['device']}: matmul {self.report['matmul_flops'] / 1e12:.3f} TFLOP/s "
                  f"({self.report['matmul_flops_measured_as']})")
         shapes = bench.TINY_SHAPES if self.options.tiny else bench.FULL_SHAPES
-        blocks = {family: self._num_layers(family) for family in self.options.families}
+        blocks, families = {}, []
+        for family in self.options.families:
+            try:
+                blocks[family] = self._num_layers(family)
+                families.append(family)
+            except (FileNotFoundError, KeyError, ValueError) as error:
+                self._note(f"{family}: not benchmarked: {error}")
         presets, why_not = bench.memory_presets()
         if why_not:
-            self.log(f"memory presets: {why_not}")
-            self.report["notes"] = [f"memory presets: {why_not}"]
-        runs = bench.configurations(list(self.options.families), shapes, blocks, presets)
+            self._note(f"memory presets: {why_not}")
+        if not families:
+            return self.report
+        runs = bench.configurations(families, shapes, blocks, presets)
         if self.options.only:
             runs = [run for run in runs if self.options.only in run.name]
         for index, config in enumerate(runs):
@@ -106,6 +115,10 @@ class Runner:
             self._speedups()
             self.write()
         return self.report
+
+    def _note(self, text: str) -> None:
+        self.log(text)
+        self.report.setdefault("notes", []).append(text)
 
     def write(self) -> None:
         path = self.options.output
@@ -127,8 +140,11 @@ class Runner:
             result.update(status="skipped", error=f"time budget spent ({left:.0f} s left)")
             self.log(f"{config.name}: skipped, time budget spent")
             return result
+        # No configuration may take more than its share: a stuck one must leave time for the rest.
+        limit = min(left - 5, max(CONFIG_SHARE * self.options.budget_s, SECONDS_PER_CONFIG_AT_LEAST))
+        self.config_deadline = time.monotonic() + limit
         try:
-            with time_limit(left - 5):
+            with time_limit(limit):
                 result.update(self._run(config))
             self.log(self._line(result))
         except Exception as error:  # noqa: BLE001 - one failing configuration must not end the run
@@ -149,6 +165,8 @@ class Runner:
         if model is not None:
             uncompile_blocks(model)
             revert_fp8(model)
+            for parameter in lora_parameters(model):  # a step cut short may leave gradients behind
+                parameter.grad = None
         if config.preset or not any(run.family == config.family for run in later):
             self.models.pop(config.family, None)
         gc.collect()
@@ -248,7 +266,7 @@ class Runner:
             float(loss)  # waits for the step
             warmup_seconds.append(time.perf_counter() - started)
         per_step = warmup_seconds[-1] if warmup_seconds else 1.0
-        left = self.deadline - time.monotonic() - 10
+        left = self.config_deadline - time.monotonic() - 5
         steps = max(options.min_steps, min(options.steps, int(left / max(per_step, 1e-6))))
         timer = Timer(self.device)
         timer.mark()
