@@ -156,6 +156,18 @@ def test_compiled_blocks_train_the_same(plain, backend):
     assert_same_training(run, plain, tolerance=1e-4)
 
 
+def test_previews_run_the_blocks_eagerly_and_training_gets_its_compiled_calls_back():
+    from ltxtune.training.speed import eager_blocks
+
+    transformer = tiny_lora_model()
+    compile_blocks(transformer, lambda e: None, backend="aot_eager")  # lazy: nothing is traced until a call
+    before = [block._compiled_call_impl for block in transformer.transformer_blocks]
+    assert all(call is not None for call in before)
+    with eager_blocks(transformer):
+        assert all(block._compiled_call_impl is None for block in transformer.transformer_blocks)
+    assert [block._compiled_call_impl for block in transformer.transformer_blocks] == before
+
+
 @pytest.mark.slow
 def test_a_failing_compile_falls_back_to_eager_with_the_same_result(plain):
     def broken_backend(graph, example_inputs):

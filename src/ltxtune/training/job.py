@@ -36,7 +36,7 @@ from ltxtune.events import (
 from ltxtune.training.loop import LoopSettings, train
 from ltxtune.training.outputs import lora_metadata, write_config
 from ltxtune.training.previews import Previews
-from ltxtune.training.speed import apply_speed, resolve_speed
+from ltxtune.training.speed import apply_speed, eager_blocks, resolve_speed
 from ltxtune.training.strategies import strategy_for
 
 
@@ -123,7 +123,8 @@ def run_job(
         return f"epoch-{index:02d}.safetensors" if plan.checkpoints.deliver_each else "lora.safetensors"
 
     def on_checkpoint(step: int) -> None:
-        samples = previews.render(transformer, step) if step in plan.validation.at_steps else ()
+        with eager_blocks(transformer):
+            samples = previews.render(transformer, step) if step in plan.validation.at_steps else ()
         if step not in checkpoint_steps:
             return
         index = checkpoint_steps.index(step) + 1

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import shutil
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import ContextManager
 
@@ -172,6 +172,19 @@ def compile_blocks(transformer, on_event: OnEvent, *, backend: str = "inductor")
 def uncompile_blocks(transformer) -> None:
     for block in transformer.transformer_blocks:
         block._compiled_call_impl = None
+
+
+@contextmanager
+def eager_blocks(transformer):
+    """Run the blocks eagerly inside (previews: a few inference calls would pay a fresh compilation
+    for the no-grad graphs), then put back exactly the compiled calls there were."""
+    compiled = [block._compiled_call_impl for block in transformer.transformer_blocks]
+    uncompile_blocks(transformer)
+    try:
+        yield
+    finally:
+        for block, call in zip(transformer.transformer_blocks, compiled):
+            block._compiled_call_impl = call
 
 
 def is_compile_error(error: BaseException) -> bool:
