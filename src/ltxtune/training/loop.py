@@ -56,6 +56,14 @@ def named_lora_parameters(transformer: torch.nn.Module) -> dict[str, torch.nn.Pa
     return {name: p for name, p in transformer.named_parameters() if id(p) in wanted}
 
 
+def _attention_line(transformer: torch.nn.Module, example: Encoded, strategy: Strategy, settings: LoopSettings) -> str:
+    """Which attention kernels the first example's shapes get (the log says what ran)."""
+    shape = example.token_counts(strategy.use_reference)
+    return describe_attention(transformer, settings.speed.attention, settings.device, settings.dtype,
+                              video_tokens=shape["video_tokens"], text_tokens=shape["text_tokens"],
+                              text_masked=example.prompts[0].mask is not None)
+
+
 def train(
     plan: TrainingPlan,
     transformer: torch.nn.Module,
@@ -85,10 +93,7 @@ def train(
                            compiled=settings.speed.compile, on_event=on_event)
     throughput = Throughput(transformer.config, settings.device, lora_rank=settings.lora_rank,
                             checkpointed_blocks=settings.speed.checkpoint_blocks)
-    shape = examples[0].token_counts(strategy.use_reference)
-    on_event(LogLine(describe_attention(transformer, settings.speed.attention, settings.device, settings.dtype,
-                                        video_tokens=shape["video_tokens"], text_tokens=shape["text_tokens"],
-                                        text_masked=examples[0].prompts[0].mask is not None)))
+    on_event(LogLine(_attention_line(transformer, examples[0], strategy, settings)))
     resumed = load_state(settings.state_dir, parameters, optimizer, fingerprint)
     start = resumed.step if resumed else 0
     losses = resumed.losses if resumed else []
