@@ -137,7 +137,7 @@ class SpeedSettings:
       accepts the inputs, with all-ones text masks dropped so the fused kernels can take them;
       CPU: torch's own choice), "default" (torch's own choice, masks as given), or one kernel
       ("cudnn", "flash", "efficient", "math").
-    - compile: regional `torch.compile` of the transformer blocks (one compilation serves all).
+    - compile: regional `torch.compile` of the transformer blocks (compiled once, reused by all).
       Default: on for the real families on CUDA; off on CPU and for tiny, where compiling costs
       more than it saves.
     - checkpoint_blocks: recompute the activations of only the first k blocks in the backward
