@@ -115,7 +115,7 @@ def memory_presets() -> tuple[list[str], str | None]:
     try:
         from ltxtune.models.memory import apply_memory_preset  # noqa: F401
         from ltxtune.specs.memory import PRESETS
-    except ImportError as error:
+    except Exception as error:  # noqa: BLE001 - absent, or its dependencies broken: the rest still runs
         return [], f"not benchmarked: ltxtune.models.memory.apply_memory_preset is not importable here ({error})"
     return [preset.name for preset in PRESETS if preset.name != "bf16"], None
 
