@@ -41,6 +41,7 @@ from ltxtune.events import (
 from ltxtune.training.loop import LoopSettings, train
 from ltxtune.training.outputs import lora_metadata, write_config
 from ltxtune.training.previews import Previews
+from ltxtune.training.speed import apply_speed, eager_blocks, resolve_speed
 from ltxtune.training.strategies import strategy_for
 
 
@@ -131,8 +132,9 @@ def run_job(
         # The real models need it for long clips; tiny runs are faster without. Offload saves device memory
         # only with it (otherwise autograd keeps every block's weights alive until the backward pass).
         checkpointing = not family.is_tiny or memory.preset.offload
-    if checkpointing:
-        transformer.enable_gradient_checkpointing()
+    speed = apply_speed(transformer, resolve_speed(settings.speed, device=device, is_tiny=family.is_tiny,
+                                                   num_blocks=len(transformer.transformer_blocks),
+                                                   gradient_checkpointing=checkpointing), device, on_event)
 
     checkpoint_steps = plan.checkpoints.steps
     checkpoints: dict[int, CheckpointSaved] = {}
@@ -141,7 +143,8 @@ def run_job(
         return f"epoch-{index:02d}.safetensors" if plan.checkpoints.deliver_each else "lora.safetensors"
 
     def on_checkpoint(step: int) -> None:
-        samples = previews.render(transformer, step) if step in plan.validation.at_steps else ()
+        with eager_blocks(transformer):
+            samples = previews.render(transformer, step) if step in plan.validation.at_steps else ()
         if step not in checkpoint_steps:
             return
         index = checkpoint_steps.index(step) + 1
@@ -153,7 +156,8 @@ def run_job(
 
     strategy = strategy_for(plan.mode.value, plan.optimisation.first_frame_p, plan.optimisation.audio_loss_weight, plan.optimisation.noise_offset)
     loop_settings = LoopSettings(device=device, dtype=dtype, state_dir=work_dir / "state", log_every=settings.log_every,
-                                 state_every=settings.state_every, use_cross_timestep=family.use_cross_timestep)
+                                 state_every=settings.state_every, use_cross_timestep=family.use_cross_timestep,
+                                 speed=speed, lora_rank=plan.lora.rank)
     losses = train(plan, transformer, examples, strategy, loop_settings, fingerprint=_fingerprint(plan, family, prepared),
                    on_event=on_event, should_stop=should_stop, on_checkpoint=on_checkpoint)
 
