@@ -46,7 +46,13 @@ def test_tiny_benchmark_writes_every_configuration(tmp_path):
     assert list(report["speedups"]) == ["ltx23 64x64x17+audio"]
     assert report["speedups"]["ltx23 64x64x17+audio"] == pytest.approx(reference["median_s"] / main["median_s"])
     assert [r["label"] for r in report["configurations"]] == [
-        "default", "default", "compile off", "fp8 compute", "attention default", "checkpoint 1 blocks"]
+        "default", "default", "compile off", "fp8 compute", "attention default", "checkpoint 1 blocks",
+        "preset fp8", "preset int8", "preset nf4", "preset fp8+offload", "preset nf4+offload", "preset bf16+offload",
+        "preset int8+offload"]
+    for name in ("fp8", "int8", "fp8+offload", "bf16+offload", "int8+offload"):
+        assert runs[f"ltx23 64x64x17+audio ltxtune (preset {name})"]["status"] == "ok"
+    nf4 = runs["ltx23 64x64x17+audio ltxtune (preset nf4)"]
+    assert nf4["status"] == "error" and "memory preset nf4 needs a CUDA GPU" in nf4["error"]
     fp8 = runs["ltx23 64x64x17+audio ltxtune (fp8 compute)"]
     assert fp8["status"] == "error" and fp8["error"].startswith("Fp8Unavailable: fp8 compute needs a CUDA GPU")
     assert "fp8 compute" in done.stdout and "FAILED" in done.stdout  # said per configuration, the run went on
