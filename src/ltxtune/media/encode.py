@@ -45,6 +45,44 @@ def encoder_threads() -> int:
     return max(1, min(8, cores))
 
 
+class AacTrack:
+    """An AAC stereo track of an output container, fed float chunks in order (no timestamps needed)."""
+
+    def __init__(self, container, rate: int):
+        self.container = container
+        self.rate = rate
+        self.samples = 0
+        self.stream = container.add_stream("aac", rate=rate)
+        self.stream.layout = "stereo"
+        self.stream.bit_rate = AUDIO_BITRATE
+        frame_size = self.stream.codec_context.frame_size or AAC_FRAME
+        self._resampler = av.AudioResampler(format=self.stream.format.name, layout="stereo", rate=rate, frame_size=frame_size)
+
+    def write(self, samples: np.ndarray) -> None:
+        """Shape (2, n), (1, n) or (n,), float in [-1, 1]."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim == 1:
+            samples = samples[None]
+        if samples.shape[0] == 1:
+            samples = np.repeat(samples, 2, axis=0)
+        if samples.ndim != 2 or samples.shape[0] != 2:
+            raise ValueError(f"expected (2, n) audio, got shape {samples.shape}")
+        if samples.shape[1] == 0:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), format="fltp", layout="stereo")
+        frame.sample_rate = self.rate
+        frame.pts = self.samples
+        frame.time_base = Fraction(1, self.rate)
+        for chunk in self._resampler.resample(frame):
+            self.container.mux(self.stream.encode(chunk))
+        self.samples += samples.shape[1]
+
+    def flush(self) -> None:
+        for chunk in self._resampler.resample(None):
+            self.container.mux(self.stream.encode(chunk))
+        self.container.mux(self.stream.encode())
+
+
 class H264Writer:
     """H.264 video (frames added one at a time) and, if `audio_rate` is set, an AAC stereo track.
 
@@ -56,7 +94,7 @@ class H264Writer:
 
     def __init__(
         self, path: Path, width: int, height: int, fps: Fraction | int, *, settings: EncodeSettings = PREVIEW,
-        audio_rate: int | None = None, faststart: bool = False,
+        audio_rate: int | None = None, faststart: bool = False, metadata: dict[str, str] | None = None,
     ):
         if width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs even sides, got {width}x{height}")
@@ -64,7 +102,6 @@ class H264Writer:
         self.width, self.height = width, height
         self.fps = Fraction(fps)
         self.frames = 0
-        self.audio_samples = 0
         self.audio_rate = audio_rate
         options = {"movflags": "+faststart"} if faststart else {}
         self._container = av.open(str(self.path), "w", format="mp4", options=options)
@@ -75,16 +112,8 @@ class H264Writer:
         codec.thread_count = settings.threads or encoder_threads()
         codec.colorspace = codec.color_primaries = codec.color_trc = 1  # BT.709, matching the conversion in add()
         self._time_base = 1 / self.fps
-        self._audio = None
-        self._resampler = None
-        if audio_rate:
-            self._audio = self._container.add_stream("aac", rate=audio_rate)
-            self._audio.layout = "stereo"
-            self._audio.bit_rate = AUDIO_BITRATE
-            frame_size = self._audio.codec_context.frame_size or AAC_FRAME
-            self._resampler = av.AudioResampler(
-                format=self._audio.format.name, layout="stereo", rate=audio_rate, frame_size=frame_size
-            )
+        self._audio = AacTrack(self._container, audio_rate) if audio_rate else None
+        self._container.metadata.update(metadata or {})
 
     def add(self, rgb: np.ndarray) -> None:
         """One RGB uint8 frame of shape (height, width, 3)."""
@@ -108,22 +137,11 @@ class H264Writer:
         """Append audio at `audio_rate`: shape (2, n), (1, n) or (n,), float in [-1, 1]."""
         if self._audio is None:
             raise ValueError("this writer has no audio track")
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim == 1:
-            samples = samples[None]
-        if samples.shape[0] == 1:
-            samples = np.repeat(samples, 2, axis=0)
-        if samples.ndim != 2 or samples.shape[0] != 2:
-            raise ValueError(f"expected (2, n) audio, got shape {samples.shape}")
-        if samples.shape[1] == 0:
-            return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), format="fltp", layout="stereo")
-        frame.sample_rate = self.audio_rate
-        frame.pts = self.audio_samples
-        frame.time_base = Fraction(1, self.audio_rate)
-        for chunk in self._resampler.resample(frame):
-            self._container.mux(self._audio.encode(chunk))
-        self.audio_samples += samples.shape[1]
+        self._audio.write(samples)
+
+    @property
+    def audio_samples(self) -> int:
+        return self._audio.samples if self._audio is not None else 0
 
     def close(self) -> None:
         if self._container is None:
@@ -131,9 +149,7 @@ class H264Writer:
         try:
             self._container.mux(self._video.encode())
             if self._audio is not None:
-                for chunk in self._resampler.resample(None):
-                    self._container.mux(self._audio.encode(chunk))
-                self._container.mux(self._audio.encode())
+                self._audio.flush()
         finally:
             self._container.close()
             self._container = None
