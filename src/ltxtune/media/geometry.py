@@ -25,10 +25,6 @@ def fill_size(width: int, height: int, bucket_w: int, bucket_h: int) -> tuple[in
     return max(bucket_w, round(width * scale)), max(bucket_h, round(height * scale))
 
 
-def _even_up(value: int) -> int:
-    return value + value % 2
-
-
 def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
     """Y, U, V of a yuv420p frame as (rows, columns) views of its buffers."""
     planes = []
@@ -38,28 +34,40 @@ def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
     return planes
 
 
+def _yuv420(planes: list[np.ndarray], width: int, height: int) -> av.VideoFrame:
+    stacked = np.concatenate([plane.ravel() for plane in planes]).reshape(height * 3 // 2, width)
+    return av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+
+
 def fit_yuv(frame: av.VideoFrame, rotation: int, width: int, height: int) -> av.VideoFrame:
     """The frame as displayed (rotation applied), resized to fill width x height and centre-cropped,
-    as a yuv420p BT.709 limited-range frame (`width` and `height` even)."""
+    as a yuv420p BT.709 limited-range frame (`width` and `height` even).
+
+    swscale scales the whole frame to the size that covers the bucket and converts it to BT.709 in one
+    pass (as ffmpeg's scale filter does); the centre is then cut from the small planes. Chroma is
+    subsampled 2x2, so on an odd luma offset the chroma cut is half a pixel to the left, as ffmpeg's
+    crop filter does.
+    """
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even sides, got {width}x{height}")
     turns = (rotation // 90) % 4
     display_w, display_h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
-    fill_w, fill_h = (_even_up(side) for side in fill_size(display_w, display_h, width, height))
+    fill_w, fill_h = fill_size(display_w, display_h, width, height)
     coded_w, coded_h = (fill_h, fill_w) if turns % 2 else (fill_w, fill_h)
     downscale = coded_w * coded_h <= frame.width * frame.height
     scaled = frame.reformat(
         width=coded_w, height=coded_h, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG",
         interpolation=SHRINK if downscale else ENLARGE,
     )
-    x0 = (fill_w - width) // 2 & ~1  # chroma is subsampled 2x2: crop on even offsets
-    y0 = (fill_h - height) // 2 & ~1
-    parts = []
+    x0, y0 = (fill_w - width) // 2, (fill_h - height) // 2
+    region = []
     for index, plane in enumerate(_planes(scaled)):
-        shift = 1 if index else 0
         upright = np.rot90(plane, turns) if turns else plane
-        parts.append(upright[y0 >> shift : (y0 + height) >> shift, x0 >> shift : (x0 + width) >> shift].ravel())
-    out = av.VideoFrame.from_ndarray(np.concatenate(parts).reshape(height * 3 // 2, width), format="yuv420p")
+        if index == 0:
+            region.append(upright[y0 : y0 + height, x0 : x0 + width])
+        else:
+            region.append(upright[y0 // 2 : y0 // 2 + height // 2, x0 // 2 : x0 // 2 + width // 2])
+    out = _yuv420(region, width, height)
     out.colorspace, out.color_range = scaled.colorspace, scaled.color_range
     return out
 
