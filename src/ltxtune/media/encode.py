@@ -5,8 +5,8 @@ Settings are named for what they write:
   as slower presets at this CRF, 2-3x faster, files ~30% larger).
 - `PREVIEW`: previews and the reel (CRF 18; `superfast` costs a small fraction of rendering; at
   CRF 18 its files are larger than `medium`'s, not worse to look at).
-x264 output does not depend on its thread count (it is deterministic unless told otherwise), so
-writers use several threads and the same frames still give the same file.
+x264 is deterministic for a given thread count (checked: the same frames give the same bytes run
+after run), so writers use several threads and a re-render on the same machine gives the same file.
 """
 
 from __future__ import annotations
