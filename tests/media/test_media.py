@@ -169,3 +169,19 @@ def test_joining_remuxes_segments_bit_exactly_and_keeps_audio_in_sync(tmp_path):
     with pytest.raises(MediaError, match="other.mp4: was encoded with other settings than the first segment"):
         concat_segments([Segment(paths[0]), Segment(other)], tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_media_and_the_url_guard_stay_at_the_bottom_layer():
+    """Dataset workers import media/ (no torch); neither media/ nor netguard reaches up into the service."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ltxtune.media, ltxtune.media.probe, ltxtune.media.decode, ltxtune.media.encode, "
+        "ltxtune.media.geometry, ltxtune.media.concat, ltxtune.netguard\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.split('.')[:2] in "
+        "(['ltxtune', 'jobs'], ['ltxtune', 'api'], ['ltxtune', 'cli'], ['ltxtune', 'protocols'], ['ltxtune', 'training'], "
+        "['ltxtune', 'data'])))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
