@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from ltxtune.media.errors import MediaError, why
+from ltxtune.media.geometry import yuv_from_rgb
 
 AUDIO_BITRATE = 192_000
 AAC_FRAME = 1024
@@ -119,8 +120,7 @@ class H264Writer:
         """One RGB uint8 frame of shape (height, width, 3)."""
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected a uint8 frame of {(self.height, self.width, 3)}, got {rgb.dtype} {rgb.shape}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        self.add_frame(frame.reformat(format="yuv420p", dst_colorspace="ITU709"))
+        self.add_frame(yuv_from_rgb(rgb))
 
     def add_frame(self, frame: av.VideoFrame) -> None:
         """One yuv420p frame of the writer's size, BT.709 (as `ltxtune.media.geometry.fit_yuv` gives)."""

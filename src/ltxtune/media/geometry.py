@@ -72,6 +72,26 @@ def fit_yuv(frame: av.VideoFrame, rotation: int, width: int, height: int) -> av.
     return out
 
 
+def with_top_rows(frame: av.VideoFrame, top: av.VideoFrame) -> av.VideoFrame:
+    """A copy of yuv420p `frame` whose first rows are `top` (a yuv420p strip as wide, even height)."""
+    if top.width != frame.width or top.height % 2 or top.height > frame.height:
+        raise ValueError(f"a {top.width}x{top.height} strip does not fit the top of a {frame.width}x{frame.height} frame")
+    planes = []
+    for index, (plane, strip) in enumerate(zip(_planes(frame), _planes(top))):
+        rows = plane.copy()
+        rows[: strip.shape[0]] = strip
+        planes.append(rows)
+    out = _yuv420(planes, frame.width, frame.height)
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    return out
+
+
+def yuv_from_rgb(rgb: np.ndarray) -> av.VideoFrame:
+    """RGB uint8 (height, width, 3) as a yuv420p BT.709 limited-range frame."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+
+
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """A yuv420p BT.709 frame as RGB uint8 (height, width, 3)."""
     return frame.reformat(format="rgb24", src_colorspace="ITU709", interpolation=_PRECISE).to_ndarray()

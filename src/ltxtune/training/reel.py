@@ -27,6 +27,7 @@ from ltxtune.media.concat import Segment, concat_segments
 from ltxtune.media.decode import frames_at_times
 from ltxtune.media.encode import PREVIEW, H264Writer
 from ltxtune.media.errors import MediaError, why
+from ltxtune.media.geometry import with_top_rows, yuv_from_rgb
 from ltxtune.media.probe import MediaInfo, probe_video
 
 SEGMENTS_DIR = ".reel"
@@ -70,9 +71,14 @@ def write_preview(
                     segment.parent.mkdir(parents=True, exist_ok=True)
                     labelled = H264Writer(segment_tmp, width, height, fps, settings=PREVIEW, metadata={LABEL_KEY: label})
                     banner = _banner(label, width, height)
-            writer.add(rgb)
+            if rgb.shape != (writer.height, writer.width, 3) or rgb.dtype != np.uint8:
+                raise ValueError(f"expected uint8 frames of {(writer.height, writer.width, 3)}, got {rgb.dtype} {rgb.shape}")
+            picture = yuv_from_rgb(rgb)  # converted once: the labelled copy differs only in the banner rows
+            writer.add_frame(picture)
             if labelled is not None:
-                labelled.add(_label(rgb, *banner))  # type: ignore[misc]
+                rows = min(height, banner[0] + banner[0] % 2)  # type: ignore[index]
+                strip = yuv_from_rgb(_label(rgb[:rows], *banner))  # type: ignore[misc]
+                labelled.add_frame(with_top_rows(picture, strip))
         if writer is None:
             raise ValueError("a preview needs at least one frame")
         if audio is not None:
