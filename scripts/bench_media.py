@@ -159,7 +159,8 @@ def job_child(work: Path, options) -> None:
         clips[f"clip{n}.mp4"], clips[f"clip{n}.txt"] = clip, f"a small test clip {n}"
     archive = make_zip(work / "data.zip", clips)
     body = {"training_data_url": str(archive), "number_of_steps": options.steps, "number_of_frames": 17,
-            "resolution": "low", "validation": [{"prompt": "a red ball bouncing on a wooden floor"}, {"prompt": "a cat"}]}
+            "resolution": "low", "validation_resolution": options.validation_resolution,
+            "validation_number_of_frames": options.validation_frames, "validation": [{"prompt": "a red ball bouncing on a wooden floor"}, {"prompt": "a cat"}]}
     plan = build_plan("fal-ai/ltx23-trainer-v2/t2v", body)
     plan = plan.with_family(Family.TINY if hasattr(Family, "TINY") else Family("tiny"))
 
@@ -213,6 +214,8 @@ def main() -> None:
     parser.add_argument("--bucket", type=int, default=768, help="square bucket side (fal medium 1:1)")
     parser.add_argument("--workers", type=int, default=None, help="default: every core")
     parser.add_argument("--steps", type=int, default=100, help="training steps of the tiny job (a multiple of 100)")
+    parser.add_argument("--validation-resolution", default="high", help="fal default: high (960x960 at 1:1)")
+    parser.add_argument("--validation-frames", type=int, default=89, help="fal default: 89")
     parser.add_argument("--skip-job", action="store_true")
     parser.add_argument("--skip-prepare", action="store_true")
     parser.add_argument("--cache", default="/tmp/ltxtune-bench")

@@ -30,10 +30,10 @@ AAC_FRAME = 1024
 class EncodeSettings:
     crf: str
     preset: str
-    threads: int = 0  # 0: x264 picks from the cores
+    threads: int | None = None  # None: the cores this process may use (at most 8); 0: x264 decides
 
 
-FITTED = EncodeSettings(crf="10", preset="veryfast")
+FITTED = EncodeSettings(crf="10", preset="veryfast", threads=0)
 PREVIEW = EncodeSettings(crf="18", preset="superfast")
 
 
@@ -110,7 +110,7 @@ class H264Writer:
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
         self._video.options = {"crf": settings.crf, "preset": settings.preset}
         codec = self._video.codec_context
-        codec.thread_count = settings.threads or encoder_threads()
+        codec.thread_count = encoder_threads() if settings.threads is None else settings.threads
         codec.colorspace = codec.color_primaries = codec.color_trc = 1  # BT.709, matching the conversion in add()
         self._time_base = 1 / self.fps
         self._audio = AacTrack(self._container, audio_rate) if audio_rate else None
