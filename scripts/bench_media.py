@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench_media.py                       # 8 clips of 10 s 1080p -> 768x768x89; 100-step job
     .venv/bin/python scripts/bench_media.py --clips 4 --steps 20  # quicker
     .venv/bin/python scripts/bench_media.py --skip-job            # preparation only
+    .venv/bin/python scripts/bench_media.py --skip-prepare --validation-resolution low --validation-frames 49
 
 1. `prepare_dataset` (what `ltxtune prepare` runs) on generated 1080p clips (textured, moving,
    with a tone) for a fal t2v request into the 768x768 bucket, 89 frames at 24 fps with audio;
@@ -11,7 +12,8 @@
    preparation uses workers. Both run in a fresh process tree whose summed RSS is sampled.
 2. A default-validation tiny job (`run_job`, family `tiny`, fal t2v defaults: 960x960x89
    previews for two prompts at four steps, the reel): seconds in training steps, previews and the
-   reel, and the peak RSS while each ran.
+   reel, and the peak RSS while each ran (`--validation-resolution/--validation-frames` shrink the
+   previews for a quicker run).
 Install ffmpeg (`apt-get install -y ffmpeg`) for the comparison; without it the script says so.
 """
 
