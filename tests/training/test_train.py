@@ -77,7 +77,9 @@ def test_first_step_loss_is_pinned(archives, cache_dir, tmp_path):
     assert outputs.losses[0] == pytest.approx(FIRST_LOSS, rel=1e-4)
 
 
-FIRST_LOSS = 1.6100844  # measured: seed 42, tiny family, one thread (tests/conftest.py)
+# measured: seed 42, tiny family, one thread (tests/conftest.py). Was 1.6100844 while fitting scaled through
+# RGB; fitting in YUV gives the same pictures within codec tolerance (tests/media) and moves it by 0.08%.
+FIRST_LOSS = 1.6088179
 
 
 def _examples_and_transformer(plan, prepared, cache_dir):
