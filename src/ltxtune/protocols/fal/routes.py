@@ -30,13 +30,14 @@ from ltxtune.api.common import POLL_S, ApiContext, Caller, context, read_json, t
 from ltxtune.api.errors import ApiError
 from ltxtune.jobs.store import JobSnapshot, JobStatus
 from ltxtune.protocols.base import validate
-from ltxtune.protocols.fal import view
+from ltxtune.protocols.fal import storage, view
 from ltxtune.protocols.fal.errors import invalid, invalid_body, job_error
 from ltxtune.protocols.fal.plan import NAME, plan_of
 from ltxtune.protocols.fal.request import FAL_ENDPOINTS
 from ltxtune.specs.errors import RequestInvalid
 
 router = APIRouter()
+router.include_router(storage.router)  # before the catch-all endpoint routes below
 PRIORITIES = {"normal": 1, "low": 2}
 KEEPALIVE_S = 15.0
 
