@@ -43,8 +43,8 @@ def test_whatif_prices_the_spec_examples_and_runs_nothing(client, example):
     answer = client.post(API, params={"whatif": "true"}, json=civitai_example(example))
     assert answer.status_code == 200, answer.text
     workflow = answer.json()
-    assert workflow["cost"] == {"base": 2750, "total": 2750}
-    assert workflow["transactions"]["list"][0] == {"type": "debit", "amount": 2750, "reason": "training"}
+    assert workflow["cost"] == {"base": 2750, "total": 2750, "tips": {"civitai": 0, "creators": 0}}
+    assert workflow["transactions"]["list"][0] == {"type": "debit", "amount": 2750, "reason": "training", "accountType": "yellow"}
     step = workflow["steps"][0]
     assert step["input"]["epochs"] == 10 and step["input"]["networkAlpha"] == 32  # defaults applied
     assert client.get(API, params={"take": 100}).json()["items"] == before
@@ -63,7 +63,7 @@ def test_example_runs_to_succeeded_with_epochs_and_callbacks(server, client):
         # the embedded worker may claim the job before the answer is built
         assert first["status"] in ("unassigned", "preparing", "processing")
         if first["status"] == "unassigned":
-            assert first["steps"][0]["jobs"][0]["queuePosition"] == {"precedingJobs": 0}
+            assert first["steps"][0]["jobs"][0]["queuePosition"] == {"support": "available", "precedingJobs": 0}
         workflow = finished(client, first["id"])
         wait_for(lambda: len(receiver.deliveries) >= 6, what="callbacks")
         deliveries = list(receiver.deliveries)
@@ -79,7 +79,7 @@ def test_example_runs_to_succeeded_with_epochs_and_callbacks(server, client):
         assert len(epoch["samples"]) == 2 and epoch["samples"][0]["width"] == 768
     lora = httpx.get(epochs[0]["model"]["url"])  # a signed URL needs no key
     assert lora.status_code == 200 and len(lora.content) == epochs[0]["model"]["size"]
-    assert workflow["cost"] == {"base": 2750, "total": 2750}
+    assert workflow["cost"] == {"base": 2750, "total": 2750, "tips": {"civitai": 0, "creators": 0}}
 
     jwks = client.get("/.well-known/jwks.json").json()
     for delivery in deliveries:
@@ -122,7 +122,7 @@ def test_dataset_error_fails_without_retry_and_is_not_billed(client):
     assert workflow["status"] == "failed"
     jobs = workflow["steps"][0]["jobs"]
     assert len(jobs) == 1 and jobs[0]["reason"] == "All training videos are too short to be trainable"
-    assert workflow["cost"] == {"base": 2200, "total": 0}
+    assert workflow["cost"] == {"base": 2200, "total": 0, "tips": {"civitai": 0, "creators": 0}}
     assert workflow["transactions"]["list"][-1]["type"] == "credit"
 
 

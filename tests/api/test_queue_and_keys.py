@@ -53,7 +53,7 @@ def test_list_with_tags_and_cursor(server):
             seen += [w["id"] for w in page["items"]]
         assert seen == made[::-1]
         even = client.get(API, params=[("tags", "even"), ("tags", "video")]).json()
-        assert [w["id"] for w in even["items"]] == [made[4], made[2], made[0]] and even["next"] is None
+        assert [w["id"] for w in even["items"]] == [made[4], made[2], made[0]] and even["next"] == ""
         assert client.get(API, params={"cursor": "garbage!"}).status_code == 400
 
 
