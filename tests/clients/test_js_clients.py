@@ -1,0 +1,96 @@
+"""The unmodified npm clients (`@fal-ai/client` through its `proxyUrl`, `@civitai/client`) against
+a real server over TLS on loopback; the Civitai answers are then type-checked against the
+client's own `.d.ts` with `tsc --strict` (see test_civitai_types.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+
+import pytest
+
+from tests.clients.nodekit import require_node, run_node
+from tests.jobs.servicekit import LiveServer, civitai_example, fast_config, keys, make_certificate, wait_for
+
+KEYS = keys("alice")
+
+
+def small_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        zipped.writestr("clip.txt", "a caption")
+    return buffer.getvalue()
+
+
+ZIP = small_zip()  # made once: a zip records the time it was written
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    require_node()
+    tmp = tmp_path_factory.mktemp("js")
+    cert, key = make_certificate(tmp / "tls")
+    config = fast_config(tmp / "data", api_keys=KEYS, ssl_certfile=cert, ssl_keyfile=key, allow_private_urls=False)
+    with LiveServer(config) as server:
+        yield server, cert
+
+
+@pytest.fixture(scope="module")
+def fal_report(live):
+    server, cert = live
+    args = {"scenario": "fal", "base": server.url, "key": KEYS[0].key, "zipBase64": base64.b64encode(ZIP).decode()}
+    return run_node("drive.mjs", args, cert=cert)
+
+
+@pytest.fixture(scope="module")
+def civitai_report(live):
+    server, cert = live
+    workflow = civitai_example("civitai-ltx23.json", url="http://data.invalid/clips.zip?run_s=0.5")
+    slow = civitai_example("civitai-ltx23.json", url="http://data.invalid/clips.zip?run_s=60")
+    args = {"scenario": "civitai", "base": server.url, "key": KEYS[0].key, "workflow": workflow, "slowWorkflow": slow}
+    return run_node("drive.mjs", args, cert=cert)
+
+
+def test_fal_js_client_uploads_and_trains_through_the_proxy(live, fal_report):
+    server, _ = live
+    assert fal_report["uploaded"].startswith(f"{server.url}/files/")
+    subscribed = fal_report["subscribe"]
+    assert subscribed["updates"][-1] == "COMPLETED"
+    assert set(subscribed["data"]) == {"lora_file", "config_file"}
+    # the Blob input was uploaded, and the job read it from storage
+    digest = hashlib.sha256(ZIP).hexdigest()
+    messages = [log.message for log in server.store.logs(subscribed["requestId"])]
+    assert f"read the uploaded archive: {len(ZIP)} bytes, sha256 {digest}" in messages
+
+
+def test_fal_js_client_queue_calls(live, fal_report):
+    server, _ = live
+    submitted = fal_report["submitted"]
+    request_id = submitted["request_id"]
+    assert submitted["status_url"] == f"{server.url}/fal-ai/ltx23-trainer-v2/requests/{request_id}/status"
+    assert fal_report["status"]["request_id"] == request_id and fal_report["status"]["cancel_url"].endswith("/cancel")
+    wait_for(lambda: server.store.get(request_id).status.value == "canceled", what="the canceled request")
+    assert fal_report["invalid"]["status"] == 422
+    assert fal_report["invalid"]["body"]["detail"][0]["loc"] == ["body", "training_data_url"]
+
+
+def test_civitai_client_flows(live, civitai_report):
+    server, _ = live
+    r = civitai_report
+    assert r["submit"]["status"] == 202 and r["get"]["data"]["status"] == "succeeded"
+    assert r["getStep"]["data"]["name"] == r["get"]["data"]["steps"][0]["name"]
+    assert r["stepAfter"]["data"]["metadata"] == {"note": "kept", "more": 1}
+    assert r["blob"]["data"]["id"] == r["get"]["data"]["steps"][0]["output"]["epochs"][0]["model"]["id"]
+    assert r["afterTags"]["data"]["tags"] == []
+    assert r["whatif"]["data"]["cost"]["total"] == 2750
+    assert r["recipeWhatif"]["status"] == 200
+    for name in ("cancelByUpdate", "cancelByPatch", "delete", "updateStep", "patchStep", "removeAllTags"):
+        assert r[name]["status"] == 204, (name, r[name])
+    assert r["canceledByUpdate"]["data"]["status"] == "canceled"
+    assert r["canceledByPatch"]["data"]["status"] == "canceled"
+    listed = [w["id"] for w in r["list"]["data"]["items"]]
+    assert r["submitSlow2"]["data"]["id"] not in listed  # deleted
+    assert r["submitSlow1"]["data"]["id"] in listed and r["submit"]["data"]["id"] in listed
+    assert r["missingBlob"]["status"] == 404
