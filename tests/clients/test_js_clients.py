@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
+import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from tests.clients.nodekit import require_node, run_node
+from tests.clients.nodekit import NODE_DIR, require_node, run_node
 from tests.jobs.servicekit import LiveServer, civitai_example, fast_config, keys, make_certificate, wait_for
 
 KEYS = keys("alice")
@@ -94,3 +97,57 @@ def test_civitai_client_flows(live, civitai_report):
     assert r["submitSlow2"]["data"]["id"] not in listed  # deleted
     assert r["submitSlow1"]["data"]["id"] in listed and r["submit"]["data"]["id"] in listed
     assert r["missingBlob"]["status"] == 404
+
+
+# Which declared type each recorded answer must satisfy (@civitai/client's types.gen.d.ts).
+DECLARED = {
+    "submit": "Workflow",
+    "get": "Workflow",
+    "afterTags": "Workflow",
+    "whatif": "Workflow",
+    "submitSlow1": "Workflow",
+    "canceledByUpdate": "Workflow",
+    "canceledByPatch": "Workflow",
+    "getStep": "TrainingStep",
+    "stepAfter": "TrainingStep",
+    "blob": "CivitaiBlob",
+    "list": "CursedArrayOfTelemetryCursorAndWorkflow",
+    "recipeWhatif": "TrainingOutput",
+}
+TS_HEADER = """import type {
+  Blob as CivitaiBlob, CursedArrayOfTelemetryCursorAndWorkflow, Ltx23AiToolkitTrainingInput, TrainingOutput, TrainingStep, Workflow,
+} from "@civitai/client";
+// JSON as recorded, made mutable again so that only the declared types decide.
+type Mutable<T> = T extends readonly (infer U)[] ? Mutable<U>[] : T extends object ? { -readonly [K in keyof T]: Mutable<T[K]> } : T;
+"""
+
+
+def typescript_of(answers: dict[str, tuple[str, object]]) -> str:
+    lines = [TS_HEADER]
+    for index, (name, (declared, value)) in enumerate(answers.items()):
+        lines.append(f"const raw{index} = {json.dumps(value)} as const;")
+        lines.append(f"export const {name}: {declared} = raw{index} as unknown as Mutable<typeof raw{index}>;")
+    return "\n".join(lines) + "\n"
+
+
+def tsc(folder: Path, source: str) -> subprocess.CompletedProcess:
+    (folder / "recorded.ts").write_text(source)
+    command = [
+        require_node(), str(NODE_DIR / "node_modules" / "typescript" / "bin" / "tsc"), "--noEmit", "--strict",
+        "--target", "es2022", "--module", "esnext", "--moduleResolution", "bundler", "--skipLibCheck", "recorded.ts",
+    ]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+
+
+def test_civitai_answers_satisfy_the_clients_declared_types(civitai_report):
+    answers = {name: (declared, civitai_report[name]["data"]) for name, declared in DECLARED.items()}
+    answers["stepInput"] = ("Ltx23AiToolkitTrainingInput", civitai_report["get"]["data"]["steps"][0]["input"])
+    folder = NODE_DIR / "typecheck"
+    folder.mkdir(exist_ok=True)
+    checked = tsc(folder, typescript_of(answers))
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    # the check bites: the same answer without one required field fails
+    broken = json.loads(json.dumps(civitai_report["get"]["data"]))
+    del broken["cost"]["tips"]
+    failed = tsc(folder, typescript_of({"get": ("Workflow", broken)}))
+    assert failed.returncode != 0 and "tips" in failed.stdout, failed.stdout[-2000:]

@@ -59,6 +59,7 @@ def computed_input(prices: PriceTable) -> dict[str, Any]:
         "requiresAgeClassification": False,  # no age classification runs here
         "defaultSteps": prices.civitai_default_steps,
         "storageBuzzPerEpoch": _number(prices.civitai_buzz_per_epoch),
+        "maxBatchSize": 1,  # the LTX ecosystems train one sample per step (request.py: batchSize)
     }
 
 
