@@ -197,3 +197,25 @@ def test_callbacks_are_retried_in_order(client):
         assert receiver.refused == 2
         assert [d.json()["status"] for d in receiver.deliveries] == ["unassigned", "preparing", "processing", "succeeded"]
         assert workflow["status"] == "succeeded"
+
+
+def test_an_unreachable_source_url_is_400_at_submission(server, client):
+    from tests.jobs.servicekit import dataset_host
+
+    before = len(client.get(API, params={"take": 100}).json()["items"])
+    for url, reason in (
+        (f"{dataset_host()}/missing/clips.zip", "HTTP 404"),
+        ("ftp://example.com/clips.zip", "it is not an http(s):// or data: URL"),
+    ):
+        body = civitai_example(steps=100, epochs=1)
+        body["steps"][0]["input"]["trainingData"]["sourceUrl"] = url
+        refused = client.post(API, json=body)
+        assert refused.status_code == 400
+        assert refused.json()["errors"] == {"steps[0].input.trainingData.sourceUrl": [f"trainingData.sourceUrl not reachable: {reason}"]}
+    assert len(client.get(API, params={"take": 100}).json()["items"]) == before
+    # the check goes through the URL guard: a private address is refused where the server does not allow them
+    from ltxtune.api.reachability import unreachable
+
+    files = server.ctx.services.files
+    assert unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=True) is None
+    assert "non-public address (127.0.0.1)" in unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=False)

@@ -135,7 +135,8 @@ def test_fal_errors_in_fal_shape(server):
         early = client.get(queued.json()["response_url"])
         assert early.status_code == 400 and early.json()["detail"] == "Request is still in progress"
         logs = client.get(queued.json()["status_url"], params={"logs": "1"}).json()
-        assert logs == {"status": "IN_QUEUE", "queue_position": 0, "request_id": queued.json()["request_id"], "response_url": queued.json()["response_url"]}
+        urls = {name: queued.json()[name] for name in ("response_url", "status_url", "cancel_url")}
+        assert logs == {"status": "IN_QUEUE", "queue_position": 0, "request_id": queued.json()["request_id"], **urls}
 
 
 def test_fal_queue_priority_header(server):

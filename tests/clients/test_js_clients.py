@@ -35,7 +35,8 @@ def live(tmp_path_factory):
     require_node()
     tmp = tmp_path_factory.mktemp("js")
     cert, key = make_certificate(tmp / "tls")
-    config = fast_config(tmp / "data", api_keys=KEYS, ssl_certfile=cert, ssl_keyfile=key, allow_private_urls=False)
+    # private URLs allowed: the Civitai datasets are on a loopback host (uploads resolve either way)
+    config = fast_config(tmp / "data", api_keys=KEYS, ssl_certfile=cert, ssl_keyfile=key)
     with LiveServer(config) as server:
         yield server, cert
 

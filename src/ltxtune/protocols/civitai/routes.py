@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
 from ltxtune.api.errors import ApiError
+from ltxtune.api.reachability import unreachable
 from ltxtune.jobs.storage import iso
 from ltxtune.jobs.store import Job, JobSnapshot
 from ltxtune.protocols.base import validate
@@ -80,11 +81,22 @@ def _prepare(ctx: ApiContext, caller: Caller, body: Any) -> tuple[WorkflowReques
     return request, plan, stored_step
 
 
+SOURCE_FIELD = "steps[0].input.trainingData.sourceUrl"
+
+
+def _check_source(ctx: ApiContext, caller: Caller, url: str) -> None:
+    """The spec's troubleshooting table: an unreachable zip is a 400 at submission."""
+    reason = unreachable(url, caller.owner, ctx.services.files, allow_private=ctx.config.allow_private_urls)
+    if reason is not None:
+        raise _invalid({SOURCE_FIELD: [f"trainingData.sourceUrl not reachable: {reason}"]})
+
+
 def _submit(ctx: ApiContext, request: Request, caller: Caller, body: Any, whatif: bool) -> tuple[JobSnapshot | None, dict[str, Any] | None]:
     workflow, plan, step = _prepare(ctx, caller, body)
-    if whatif:
+    if whatif:  # priced only: nothing is fetched
         answer = view.whatif_view(step, plan.price.amount, workflow.tags, workflow.metadata, workflow.externalId, body)
         return None, answer
+    _check_source(ctx, caller, workflow.step.input.trainingData.sourceUrl)
     callbacks = [callback.model_dump(mode="json") for callback in workflow.callbacks]
     snapshot = ctx.submit(
         request,
