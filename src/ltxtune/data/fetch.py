@@ -29,6 +29,7 @@ import httpx
 
 from ltxtune.data.errors import DatasetError, human_size, source_error
 from ltxtune.errors import ErrorKind
+from ltxtune.events import ShouldStop, Stopped, never_stop
 
 GiB = 1024**3
 ARCHIVE_NAME = "source.zip"
@@ -55,10 +56,12 @@ def fetch_source(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
+    should_stop: ShouldStop = never_stop,
 ) -> Path:
-    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself."""
+    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself.
+    `should_stop` is asked between downloaded chunks (Stopped when it says so)."""
     path = fetch_file(url, dest_dir / ARCHIVE_NAME, field=field, allow_local_files=allow_local_files,
-                      allow_private_urls=allow_private_urls, limits=limits)
+                      allow_private_urls=allow_private_urls, limits=limits, should_stop=should_stop)
     ensure_zip(path, field)
     return path
 
@@ -71,12 +74,13 @@ def fetch_file(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
+    should_stop: ShouldStop = never_stop,
 ) -> Path:
     """Any file `url` points to (a validation image, a reference video): `dest`, or the local file itself."""
     url = url.strip()
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        return _download(url, dest, field, allow_private_urls, limits)
+        return _download(url, dest, field, allow_private_urls, limits, should_stop)
     if scheme == "data":
         return _decode_data_uri(url, dest, field, limits)
     if scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
@@ -186,7 +190,7 @@ class _GuardedTransport(httpx.HTTPTransport):
         )
 
 
-def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits) -> Path:
+def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits, should_stop: ShouldStop) -> Path:
     timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
     client = httpx.Client(
         transport=_GuardedTransport(allow_private),
@@ -218,8 +222,10 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
                         )
                     if time.monotonic() > deadline:
                         raise source_error(field, f"the download took longer than {limits.total_timeout_s:.0f} s")
+                    if should_stop():
+                        raise Stopped("stopped while downloading the dataset")
                     out.write(chunk)
-    except DatasetError:
+    except (DatasetError, Stopped):
         dest.unlink(missing_ok=True)
         raise
     except BlockedAddress as error:
