@@ -25,11 +25,11 @@ class StopAfter:
 
 def test_a_download_stops_between_chunks(http_root, tmp_path):
     folder, base = http_root
-    (folder / "big.zip").write_bytes(b"\0" * (4 << 20))  # four 1 MiB chunks
+    (folder / "big.zip").write_bytes(b"\0" * (4 << 20))  # many chunks
     stop = StopAfter(2)
     with pytest.raises(Stopped):
         fetch_source(f"{base}/big.zip", tmp_path / "download", allow_private_urls=True, should_stop=stop)
-    assert stop.asked == 2  # the second chunk: the rest was never read
+    assert stop.asked == 2  # at the second chunk: the rest was never written
     assert not (tmp_path / "download" / "source.zip").exists()  # no partial archive left
 
 

@@ -214,7 +214,7 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
                 )
             received = 0
             with open(dest, "wb") as out:
-                for chunk in response.iter_bytes(1 << 20):  # decoded: a gzip body counts at full size
+                for chunk in response.iter_bytes():  # as it arrives, so a stop is seen soon; decoded: a gzip body counts at full size
                     received += len(chunk)
                     if received > limits.max_bytes:
                         raise source_error(
