@@ -24,10 +24,13 @@ def main(path: str) -> None:
     report["storage_upload"] = client.upload_file(path, repository="fal", fallback_repository=[])  # initiate + PUT
     report["upload_bytes"] = client.upload(b"caption text", "text/plain", file_name="notes.txt")
 
-    async def upload_async() -> str:
-        return await fal_client.AsyncClient().upload_file(path)
+    async def upload_and_train_async() -> tuple[str, dict]:
+        client = fal_client.AsyncClient()
+        url = await client.upload_file(path)
+        result = await client.subscribe("fal-ai/ltx23-trainer-v2/t2v", {"training_data_url": url, "number_of_steps": 100})
+        return url, result
 
-    report["async_upload_file"] = asyncio.run(upload_async())
+    report["async_upload_file"], report["async_result"] = asyncio.run(upload_and_train_async())
 
     handle = fal_client.submit(
         "fal-ai/ltx23-trainer-v2/t2v", {"training_data_url": report["upload_file"], "number_of_steps": 100}

@@ -66,6 +66,7 @@ def test_every_upload_path_returns_a_url_of_the_same_bytes(session):
 def test_the_uploaded_archive_trains_from_storage(session):
     report, server, archive, _, _ = session
     assert set(report["result"]) == {"lora_file", "config_file"}
+    assert set(report["async_result"]) == {"lora_file", "config_file"}
     messages = [log.message for log in server.store.logs(report["request_id"])]
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert f"read the uploaded archive: {archive.stat().st_size} bytes, sha256 {digest}" in messages

@@ -76,6 +76,8 @@ def test_fal_js_client_queue_calls(live, fal_report):
     assert submitted["status_url"] == f"{server.url}/fal-ai/ltx23-trainer-v2/requests/{request_id}/status"
     assert fal_report["status"]["request_id"] == request_id and fal_report["status"]["cancel_url"].endswith("/cancel")
     wait_for(lambda: server.store.get(request_id).status.value == "canceled", what="the canceled request")
+    assert set(fal_report["run"]["data"]) == {"lora_file", "config_file"}
+    assert server.store.get(fal_report["run"]["requestId"]).status.value == "succeeded"
     assert fal_report["invalid"]["status"] == 422
     assert fal_report["invalid"]["body"]["detail"][0]["loc"] == ["body", "training_data_url"]
 

@@ -23,6 +23,11 @@ async function fal() {
     onQueueUpdate: (update) => updates.push(update.status),
   });
   report.subscribe = { requestId: result.requestId, data: result.data, updates };
+  // the synchronous call: through the proxy to fal.run, which is /run on ltxtune
+  const ran = await client.run("fal-ai/ltx23-trainer-v2/t2v", {
+    input: { training_data_url: "http://data.invalid/clips.zip?run_s=0.3", number_of_steps: 100 },
+  });
+  report.run = { requestId: ran.requestId, data: ran.data };
   const slow = await client.queue.submit("fal-ai/ltx23-trainer-v2/t2v", {
     input: { training_data_url: "http://data.invalid/clips.zip?run_s=30", number_of_steps: 100 },
   });
