@@ -108,3 +108,33 @@ def test_uploads_past_the_limit_are_413_and_need_a_key(session):
     assert httpx.put(forged, content=b"zip", verify=tls(cert)).status_code == 403
     assert httpx.put(started["upload_url"], content=b"zip", verify=tls(cert)).status_code == 200
     assert httpx.get(started["file_url"], verify=tls(cert)).content == b"zip"
+
+
+def test_multipart_uploads_of_both_clients_shapes(session):
+    """The JS client's signed multipart and fal-client's token multipart (each client switches to
+    them past 90 / 100 MB, too big for a test: driven here with their exact calls)."""
+    _, server, _, api_keys, cert = session
+    auth = {"Authorization": f"Key {api_keys[0].key}"}
+    with httpx.Client(verify=tls(cert), timeout=30) as http:
+        # @fal-ai/client: initiate-multipart, PUT {path}/{n}{search}, POST {path}/complete{search}
+        started = http.post(f"{server.url}/storage/upload/initiate-multipart", json={"file_name": "big.zip", "content_type": "application/zip"}, headers=auth).json()
+        base, search = started["upload_url"].split("?")
+        answers = [http.put(f"{base}/{n}?{search}", content=data).json() for n, data in ((1, b"first-"), (2, b"second"))]
+        assert [a["partNumber"] for a in answers] == [1, 2]
+        missing = http.post(f"{base}/complete?{search}", json={"parts": [{"partNumber": 3, "etag": "x"}]})
+        assert missing.status_code == 422 and missing.json()["detail"] == "Cannot complete the upload: part 3 was never uploaded"
+        done = http.post(f"{base}/complete?{search}", json={"parts": answers})
+        assert done.status_code == 200 and http.get(started["file_url"]).content == b"first-second"
+        # fal-client: token, POST /files/upload/multipart, PUT {access_url}/multipart/{id}/{n}, complete
+        token = http.post(f"{server.url}/storage/auth/token?storage_type=fal-cdn-v3", json={}, headers=auth).json()
+        bearer = {"Authorization": f"{token['token_type']} {token['token']}"}
+        created = http.post(f"{token['base_url']}/files/upload/multipart", headers={**bearer, "Content-Type": "application/zip", "X-Fal-File-Name": "big.zip"}).json()
+        parts_url = f"{created['access_url']}/multipart/{created['uploadId']}"
+        etags = [http.put(f"{parts_url}/{n}", content=data, headers=bearer).headers["etag"] for n, data in ((1, b"A" * 10), (2, b"B"))]
+        assert http.put(f"{parts_url}/1", content=b"x", headers={"Authorization": f"Key {api_keys[1].key}"}).status_code == 404
+        finished = http.post(f"{parts_url}/complete", json={"parts": [{"partNumber": n, "etag": e} for n, e in zip((1, 2), etags)]}, headers=bearer)
+        assert finished.status_code == 200
+        assert http.get(created["access_url"], headers=auth).content == b"A" * 10 + b"B"  # no signature: the key
+    record = server.ctx.services.files.upload_at(created["access_url"], api_keys[0].owner)
+    assert record is not None and record.size == 11  # a job of the same key trains on it
+    assert server.ctx.services.files.upload_at(created["access_url"], api_keys[1].owner) is None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from ltxtune.jobs.store import FileRecord, Job, Store
 
@@ -187,6 +187,48 @@ class FileStore:
             tmp.unlink(missing_ok=True)
         return self.store.put_file(record.job_id, record.owner, UPLOAD_ROLE, record.path, record.name, record.content_type, size)
 
+    def write_part(self, record: FileRecord, number: int, chunks: Iterable[bytes], max_bytes: int) -> str:
+        """Store part `number` of a multipart upload; its ETag (sha256 of the bytes). All parts
+        together may hold at most `max_bytes` (UploadTooLarge)."""
+        folder = self._parts_dir(record)
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.name != str(number) and not p.name.startswith("."))
+        tmp = folder / f".{number}.{secrets.token_hex(4)}.part"
+        try:
+            with open(tmp, "wb") as handle:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLarge(max_bytes)
+                    digest.update(chunk)
+                    handle.write(chunk)
+            os.replace(tmp, folder / str(number))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest.hexdigest()
+
+    def complete_parts(self, record: FileRecord, numbers: list[int], max_bytes: int) -> FileRecord:
+        """Join the parts, in the order given, into the upload; MissingPart for one never sent."""
+        folder = self._parts_dir(record)
+        paths = [folder / str(number) for number in numbers]
+        for number, path in zip(numbers, paths):
+            if not path.is_file():
+                raise MissingPart(number)
+
+        def chunks() -> Iterable[bytes]:
+            for path in paths:
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        yield chunk
+
+        stored = self.write_upload(record, chunks(), max_bytes)
+        shutil.rmtree(folder, ignore_errors=True)
+        return stored
+
+    def _parts_dir(self, record: FileRecord) -> Path:
+        return record.path.parent / ".parts"
+
     def upload_put_signature(self, file_id: str, expires: int) -> str:
         """Signs the URL an upload's bytes are PUT to (distinct from its download signature)."""
         return self._signature(f"put:{file_id}", expires)
@@ -197,15 +239,11 @@ class FileStore:
         return hmac.compare_digest(self.upload_put_signature(file_id, int(expires)), sig)
 
     def upload_at(self, url: str, owner: str) -> FileRecord | None:
-        """The stored upload a URL of this server names (any host: the signature proves it is ours,
-        expired or not), if it belongs to `owner` and its bytes are here; else None."""
+        """The stored upload a URL of this server names (`/files/<id>/<name>` on any host, signed
+        or not: only `owner`'s own uploads resolve), if its bytes are here; else None."""
         parts = urlsplit(url.strip())
         match = _FILE_PATH.fullmatch(parts.path)
         if parts.scheme.lower() not in ("http", "https") or match is None:
-            return None
-        query = parse_qs(parts.query)
-        expires, sig = (query.get("expires") or [""])[-1], (query.get("sig") or [""])[-1]
-        if not expires.isdigit() or not hmac.compare_digest(self._signature(match["id"], int(expires)), sig):
             return None
         record = self.store.file(match["id"])
         if record is None or not is_upload(record) or record.owner != owner or not record.path.is_file():
@@ -221,6 +259,12 @@ _FILE_PATH = re.compile(r"/files/(?P<id>[0-9a-f]{32})/[^/]+")
 
 def is_upload(record: FileRecord) -> bool:
     return record.role == UPLOAD_ROLE and record.job_id.startswith(UPLOAD_JOB_PREFIX)
+
+
+class MissingPart(Exception):
+    def __init__(self, number: int):
+        super().__init__(f"part {number} was never uploaded")
+        self.number = number
 
 
 class UploadTooLarge(Exception):
