@@ -3,8 +3,10 @@ documents a refusal for it) rather than after the job has queued.
 
 A URL of this server's own uploads is reachable when the upload is the caller's; `data:` URIs
 need no fetch; an http(s) URL is asked for its first byte (a ranged GET: presigned object URLs
-are often signed for GET only, so HEAD would be refused) through the same address guard as
-every outbound request, following at most a few redirects, each one checked.
+are often signed for GET only, so HEAD would be refused), following at most a few redirects.
+Every hop is judged first by the address check webhooks use (`check_target_url`: http(s), and
+a public address unless `--allow-private-urls`); the connection itself is not pinned to the
+address checked, which the fetch that downloads the dataset later does.
 """
 
 from __future__ import annotations
