@@ -16,6 +16,7 @@ Behaviour is steered by query parameters of the dataset URL:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -72,6 +73,9 @@ def run_job(plan, work_dir: Path, *, settings, on_event, should_stop) -> JobOutp
     if knobs.get("dataset") == "missing":
         raise _dataset_error("trainingData.sourceUrl not reachable", 400)
     on_event(LogLine(f"prepared dataset from {plan.dataset.source_url} for {plan.family.value}"))
+    if plan.dataset.source_url.startswith("file:") and settings.allow_local_files:  # an upload of this server
+        data = Path(urlsplit(plan.dataset.source_url).path).read_bytes()
+        on_event(LogLine(f"read the uploaded archive: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"))
     on_event(Progress("prepare", 1, 1))
 
     checkpoint_steps = sorted(plan.checkpoints.steps)

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -52,6 +53,8 @@ def create_app(config: ServiceConfig, *, services: Services | None = None) -> Fa
     for protocol in sorted(PROTOCOLS, key=lambda p: p is protocol_for_path("")):
         app.include_router(protocol.router())
 
+    add_client_middleware(app, config)
+
     def render(request: Request, error: ApiError) -> JSONResponse:
         return protocol_for_path(request.url.path).error_response(error)
 
@@ -78,3 +81,25 @@ def create_app(config: ServiceConfig, *, services: Services | None = None) -> Fa
         return render(request, ApiError(500, "Internal server error", error_type="internal_server_error"))
 
     return app
+
+
+# Response headers a browser client may read besides the protocols' own.
+EXPOSED_HEADERS = ["Retry-After", "Location"]
+
+
+def add_client_middleware(app: FastAPI, config: ServiceConfig) -> None:
+    """What clients other than plain HTTP ones need: each protocol's middleware (e.g. a proxy
+    convention), and outermost, when `config.cors_origins` names any, CORS for browsers (off by
+    default: a browser page of another origin can then not call the API at all)."""
+    for protocol in PROTOCOLS:
+        for middleware in protocol.middleware():
+            app.add_middleware(middleware)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS + [name for protocol in PROTOCOLS for name in protocol.exposed_headers],
+            max_age=600,
+        )

@@ -17,6 +17,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -66,6 +67,10 @@ class ServeSettings(RunnerSettings):
     url_ttl: int = option(24 * 3600, "--url-ttl", help="Seconds a file URL stays valid.")
     ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); clients that speak only https need one.")
     ssl_keyfile: Path | None = option(None, "--ssl-keyfile", help="TLS private key (PEM).")
+    cors_origin: Optional[List[str]] = option(
+        None, "--cors-origin", metavar="ORIGIN", help="An origin browsers may call this server from, e.g. https://app.example.com (repeat for more; `*`: any). Default: none."
+    )
+    max_upload_mib: int = option(8192, "--max-upload-mib", min=1, help="The largest file one upload may store, in MiB.")
 
     def service_config(self) -> ServiceConfig:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -79,6 +84,8 @@ class ServeSettings(RunnerSettings):
             url_ttl_s=self.url_ttl,
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
+            cors_origins=tuple(self.cors_origin or ()),
+            max_upload_bytes=self.max_upload_mib * 2**20,
         )
 
 

@@ -25,6 +25,7 @@ import httpx
 
 from ltxtune.data.errors import DatasetError, human_size, source_error
 from ltxtune.errors import ErrorKind
+from ltxtune.events import ShouldStop, Stopped, never_stop
 from ltxtune.netguard import GuardedTransport, RefusedUrl, is_public_address, precheck
 
 __all__ = ["FetchLimits", "ensure_zip", "fetch_file", "fetch_source", "is_public_address"]
@@ -50,10 +51,12 @@ def fetch_source(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
+    should_stop: ShouldStop = never_stop,
 ) -> Path:
-    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself."""
+    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself.
+    `should_stop` is asked between downloaded chunks (Stopped when it says so)."""
     path = fetch_file(url, dest_dir / ARCHIVE_NAME, field=field, allow_local_files=allow_local_files,
-                      allow_private_urls=allow_private_urls, limits=limits)
+                      allow_private_urls=allow_private_urls, limits=limits, should_stop=should_stop)
     ensure_zip(path, field)
     return path
 
@@ -66,6 +69,7 @@ def fetch_file(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
+    should_stop: ShouldStop = never_stop,
 ) -> Path:
     """Any file `url` points to (a validation image, a reference video): `dest`, or the local file itself."""
     url = url.strip()
@@ -74,7 +78,7 @@ def fetch_file(
     except ValueError as error:
         raise source_error(field, f"the URL is malformed ({error})") from None
     if scheme in ("http", "https"):
-        return _download(url, dest, field, allow_private_urls, limits)
+        return _download(url, dest, field, allow_private_urls, limits, should_stop)
     if scheme == "data":
         return _decode_data_uri(url, dest, field, limits)
     if scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
@@ -137,7 +141,7 @@ def _decode_data_uri(url: str, dest: Path, field: str, limits: FetchLimits) -> P
     return dest
 
 
-def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits) -> Path:
+def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits, should_stop: ShouldStop) -> Path:
     try:
         precheck(url, allow_private=allow_private)
     except RefusedUrl as error:
@@ -165,7 +169,7 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
                 )
             received = 0
             with open(dest, "wb") as out:
-                for chunk in response.iter_bytes(1 << 20):  # decoded: a gzip body counts at full size
+                for chunk in response.iter_bytes():  # as it arrives, so a stop is seen soon; decoded: a gzip body counts at full size
                     received += len(chunk)
                     if received > limits.max_bytes:
                         raise source_error(
@@ -173,8 +177,10 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
                         )
                     if time.monotonic() > deadline:
                         raise source_error(field, f"the download took longer than {limits.total_timeout_s:.0f} s")
+                    if should_stop():
+                        raise Stopped("stopped while downloading the dataset")
                     out.write(chunk)
-    except DatasetError:
+    except (DatasetError, Stopped):
         dest.unlink(missing_ok=True)
         raise
     except RefusedUrl as error:

@@ -72,6 +72,9 @@ class ServiceConfig:
     webhook_max_delay_s: float = 1800.0
     webhook_timeout_s: float = 10.0
     sync_wait_s: float = 3600.0  # how long a synchronous route waits for a result
+    # Browsers and uploads.
+    cors_origins: tuple[str, ...] = ()  # origins a browser may call from ("*": any); () sends no CORS headers
+    max_upload_bytes: int = 8 * 2**30  # the largest file one upload may store
 
     @property
     def db_path(self) -> Path:

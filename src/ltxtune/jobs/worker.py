@@ -29,6 +29,7 @@ from typing import Any
 from ltxtune.errors import ErrorKind
 from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main
 from ltxtune.jobs.config import ServiceConfig
+from ltxtune.jobs.inputs import resolve_uploads
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import Job, JobStatus
 from ltxtune.specs.pricing import unbilled
@@ -182,8 +183,10 @@ class JobRun(threading.Thread):
         work_dir = self.files.work_dir(job.id)
         resuming = work_dir.exists() and any(p.name != ".lock" for p in work_dir.iterdir())
         work_dir.mkdir(parents=True, exist_ok=True)
+        plan_json, reads_uploads = resolve_uploads(self.services.plan_to_run(job).to_json(), job.owner, self.files)
         settings = RunSettings(
             cache_dir=self.config.data_dir / "cache",
+            allow_local_files=reads_uploads,  # only the caller's own uploads (jobs/inputs.py)
             allow_private_urls=self.config.allow_private_urls,
             device=self.config.device,
             memory=self.config.memory,
@@ -194,7 +197,7 @@ class JobRun(threading.Thread):
         stop_event = ctx.Event()
         args = ChildArgs(
             runner=self.config.runner,
-            plan_json=self.services.plan_to_run(job).to_json(),
+            plan_json=plan_json,
             work_dir=work_dir,
             settings=settings,
             parent_pid=os.getpid(),

@@ -51,7 +51,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _prepared(plan: TrainingPlan, work_dir: Path, family: ModelFamily, settings: RunSettings, on_event: OnEvent) -> PreparedDataset:
+def _prepared(plan: TrainingPlan, work_dir: Path, family: ModelFamily, settings: RunSettings, on_event: OnEvent, should_stop: ShouldStop) -> PreparedDataset:
     prepared_dir = work_dir / "prepared"
     if (prepared_dir / MANIFEST).exists():
         on_event(LogLine("reusing the prepared dataset of an earlier attempt"))
@@ -63,6 +63,7 @@ def _prepared(plan: TrainingPlan, work_dir: Path, family: ModelFamily, settings:
         allow_local_files=settings.allow_local_files,
         allow_private_urls=settings.allow_private_urls,
         on_event=on_event,
+        should_stop=should_stop,
     )
 
 
@@ -113,7 +114,7 @@ def run_job(
     for warning in plan.warnings:
         on_event(LogLine(warning, "WARNING"))
 
-    prepared = _prepared(plan, work_dir, family, settings, on_event)
+    prepared = _prepared(plan, work_dir, family, settings, on_event, should_stop)
     previews = Previews.for_plan(plan, family, prepared, work_dir, device, dtype, fetch=lambda url, dest, field: fetch_file(
         url, dest, field=field, allow_local_files=settings.allow_local_files, allow_private_urls=settings.allow_private_urls))
     examples = build_examples(family, prepared, plan.dataset.flip, Cache(settings.cache_dir), device, dtype, on_event,
