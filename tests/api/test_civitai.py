@@ -218,4 +218,4 @@ def test_an_unreachable_source_url_is_400_at_submission(server, client):
 
     files = server.ctx.services.files
     assert unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=True) is None
-    assert "non-public address (127.0.0.1)" in unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=False)
+    assert "127.0.0.1 resolves to 127.0.0.1, a loopback, private or link-local address" in unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=False)
