@@ -1,11 +1,10 @@
 """Fetch the training archive: `http(s)://`, `data:` URIs, and local files from the command line.
 
 - Remote fetches are streamed to disk under a size cap, with connect/read timeouts and an overall
-  deadline. Every TCP connection, redirects included, is checked at connect time against the
-  address it actually dials: loopback, private, link-local, shared, reserved and multicast
-  addresses are refused unless the operator allows private URLs, so a training URL cannot be
-  used to reach the server's own network (this also defeats DNS rebinding). Environment proxies
-  are not used, for the same reason.
+  deadline. Every TCP connection, redirects included, goes through `ltxtune.netguard`: the host
+  is resolved once, non-public addresses are refused unless the operator allows private URLs, and
+  the checked address is the one dialled, so a training URL cannot reach the server's own network
+  (DNS rebinding included). Environment proxies are not used, for the same reason.
 - `data:` URIs (what fal-client's `encode_file` sends) are decoded to a file under the same cap.
 - Local paths and `file://` URLs are read in place, only when `allow_local_files` (command line).
 - Whatever was fetched must be a zip archive; every failure here is a `DatasetError` with
@@ -16,19 +15,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import socket
 import time
 import urllib.parse
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpcore
 import httpx
 
 from ltxtune.data.errors import DatasetError, human_size, source_error
 from ltxtune.errors import ErrorKind
+from ltxtune.netguard import GuardedTransport, RefusedUrl, is_public_address, precheck
+
+__all__ = ["FetchLimits", "ensure_zip", "fetch_file", "fetch_source", "is_public_address"]
 
 GiB = 1024**3
 ARCHIVE_NAME = "source.zip"
@@ -41,10 +40,6 @@ class FetchLimits:
     read_timeout_s: float = 60.0
     total_timeout_s: float = 2 * 3600.0
     max_redirects: int = 5
-
-
-class BlockedAddress(Exception):
-    """A connection to a non-public address was refused."""
 
 
 def fetch_source(
@@ -74,7 +69,10 @@ def fetch_file(
 ) -> Path:
     """Any file `url` points to (a validation image, a reference video): `dest`, or the local file itself."""
     url = url.strip()
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as error:
+        raise source_error(field, f"the URL is malformed ({error})") from None
     if scheme in ("http", "https"):
         return _download(url, dest, field, allow_private_urls, limits)
     if scheme == "data":
@@ -139,57 +137,14 @@ def _decode_data_uri(url: str, dest: Path, field: str, limits: FetchLimits) -> P
     return dest
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-    return ip.is_global and not ip.is_multicast
-
-
-class _GuardedBackend(httpcore.SyncBackend):
-    """Dials only checked addresses; TLS still verifies the certificate against the host name."""
-
-    def __init__(self, allow_private: bool):
-        self.allow_private = allow_private
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        host = host.strip("[]")
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as error:
-            raise httpcore.ConnectError(f"cannot resolve host {host!r} ({error.strerror})") from error
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        allowed = [a for a in addresses if self.allow_private or is_public_address(a)]
-        if not allowed:
-            raise BlockedAddress(
-                f"{host} resolves to {', '.join(addresses)}, a loopback, private or link-local address; "
-                "only public addresses are fetched (an operator can allow private URLs)"
-            )
-        error: Exception | None = None
-        for address in allowed:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as failure:
-                error = failure
-        raise error  # type: ignore[misc]
-
-
-class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, allow_private: bool):
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            network_backend=_GuardedBackend(allow_private),
-        )
-
-
 def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits) -> Path:
+    try:
+        precheck(url, allow_private=allow_private)
+    except RefusedUrl as error:
+        raise source_error(field, str(error)) from None
     timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
     client = httpx.Client(
-        transport=_GuardedTransport(allow_private),
+        transport=GuardedTransport(allow_private),
         timeout=timeout,
         follow_redirects=True,
         max_redirects=limits.max_redirects,
@@ -222,7 +177,7 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
     except DatasetError:
         dest.unlink(missing_ok=True)
         raise
-    except BlockedAddress as error:
+    except RefusedUrl as error:
         dest.unlink(missing_ok=True)
         raise source_error(field, str(error)) from None
     except httpx.TooManyRedirects:

@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import logging
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -36,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ltxtune.jobs.storage import read_or_create
 from ltxtune.jobs.store import OutboxRecord, Store
+from ltxtune.netguard import GuardedTransport, RefusedUrl
+from ltxtune.netguard import check_url as guard_url
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +124,13 @@ def verify_signature(
     return False
 
 
-class UnsafeUrl(ValueError):
-    pass
+UnsafeUrl = RefusedUrl
 
 
 def check_target_url(url: str, allow_private: bool) -> None:
-    """Refuse webhook targets that are not http(s), or that resolve to loopback, private or
-    link-local addresses unless the operator allowed them (`--allow-private-urls`)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeUrl(f"must be an http(s) URL; got {url!r}")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
-        raise UnsafeUrl(f"host {parts.hostname!r} does not resolve: {error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UnsafeUrl(f"host {parts.hostname!r} resolves to a non-public address ({address}); the server refuses those")
+    """Refuse webhook targets that are not well-formed http(s) URLs, or that resolve to non-public
+    addresses unless the operator allowed them (`--allow-private-urls`); see `ltxtune.netguard`."""
+    guard_url(url, allow_private=allow_private)
 
 
 class Dispatcher:
@@ -175,6 +161,7 @@ class Dispatcher:
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self._check_url = check_url
+        transport = transport if transport is not None else GuardedTransport(allow_private_urls)
         self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
         self._wake = threading.Event()
         self._stop = threading.Event()
