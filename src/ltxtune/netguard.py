@@ -21,6 +21,7 @@ The URL's host name still goes into the Host header and the TLS SNI / certificat
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import urllib.parse
@@ -221,6 +222,11 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise error  # type: ignore[misc]
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context():
+    return httpx.create_ssl_context()  # loading the CA bundle takes ~0.1 s; the context is shareable
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """An httpx transport whose every connection goes through the guard; environment proxies are
     ignored (a proxy would do the resolving). A refused connection raises RefusedUrl."""
@@ -228,7 +234,7 @@ class GuardedTransport(httpx.HTTPTransport):
     def __init__(self, allow_private: bool = False):
         super().__init__(trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(), network_backend=_GuardedBackend(allow_private)
+            ssl_context=_ssl_context(), network_backend=_GuardedBackend(allow_private)
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
