@@ -13,6 +13,7 @@ import pytest
 import ltxtune.netguard as netguard
 from ltxtune.data.errors import DatasetError
 from ltxtune.data.fetch import FetchLimits, fetch_file
+from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import OutboxRecord
 from ltxtune.jobs.webhooks import Dispatcher, Signer, UnsafeUrl, check_target_url
 
@@ -98,7 +99,7 @@ class Outbox:
 def refusal_by_fetch(url: str, tmp_path: Path) -> str:
     with pytest.raises(DatasetError) as caught:
         fetch_file(url, tmp_path / "got", field="training_data_url", limits=FetchLimits(connect_timeout_s=2))
-    assert caught.value.status == 400
+    assert caught.value.kind is ErrorKind.SOURCE
     assert not (tmp_path / "got").exists()
     return caught.value.message
 
