@@ -18,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ltxtune.api import files
+from ltxtune.api.budget import BodyRefused
 from ltxtune.api.common import ApiContext
 from ltxtune.api.errors import ApiError, InvalidJson
+from ltxtune.api.guards import RequestGuard
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.worker import Worker
@@ -55,6 +57,8 @@ def create_app(config: ServiceConfig, *, services: Services | None = None) -> Fa
     def render(request: Request, error: ApiError) -> JSONResponse:
         return protocol_for_path(request.url.path).error_response(error)
 
+    add_guards(app, config, render)
+
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, error: ApiError) -> JSONResponse:
         return render(request, error)
@@ -78,3 +82,20 @@ def create_app(config: ServiceConfig, *, services: Services | None = None) -> Fa
         return render(request, ApiError(500, "Internal server error", error_type="internal_server_error"))
 
     return app
+
+
+def add_guards(app: FastAPI, config: ServiceConfig, render) -> None:
+    """The request budget and the host, origin and content-type checks (`ltxtune.api.guards`)."""
+
+    def render_at(path: str, error: ApiError) -> JSONResponse:
+        return protocol_for_path(path).error_response(error)
+
+    app.add_middleware(RequestGuard, config=config, render=render_at, routes=lambda: app.router.routes)
+
+    @app.exception_handler(BodyRefused)
+    async def on_body_refused(request: Request, refused: BodyRefused) -> JSONResponse:
+        if refused.status == 413:
+            return render(request, ApiError(413, refused.issue.msg, error_type="request_too_large"))
+        body = protocol_for_path(request.url.path).invalid_body([refused.issue])
+        status = body.get("status", 422) if isinstance(body.get("status"), int) else 422
+        return render(request, ApiError(status, refused.issue.msg, body=body))

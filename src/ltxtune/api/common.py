@@ -5,7 +5,6 @@ never the other way round."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,8 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.errors import ApiError, InvalidJson
+from ltxtune.api.budget import BodyLimits, decode_json
+from ltxtune.api.errors import ApiError
 from ltxtune.jobs.config import LOCAL_OWNER, ServiceConfig, key_owner
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import JobSnapshot, NewJob
@@ -53,6 +53,8 @@ class ApiContext:
         return Caller(key.owner, key.user_id)
 
     def base_url(self, request: Request) -> str:
+        """Links are built on the configured public URL, else on the request's own, whose Host
+        `ltxtune.api.guards.RequestGuard` has already checked against the allow-list."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
@@ -99,11 +101,10 @@ def context(request: Request) -> ApiContext:
 
 
 async def read_json(request: Request) -> Any:
+    """The body's JSON value within the server's budget (`ltxtune.api.budget`), or BodyRefused."""
     raw = await request.body()
-    try:
-        return json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as failure:
-        raise InvalidJson(f"the request body is not valid JSON: {failure}") from None
+    limits = BodyLimits(max_bytes=context(request).config.max_body_bytes)
+    return decode_json(raw, limits)
 
 
 def without_inline_data(value: Any, limit: int = 1024) -> Any:
