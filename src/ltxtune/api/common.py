@@ -5,6 +5,7 @@ never the other way round."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,20 @@ def truthy(value: str | None) -> bool:
 
 
 POLL_S = 0.25
+
+
+def wait_seconds(value: str | None, most: float, refuse: Any) -> float:
+    """A `?wait=` value: a finite number of seconds from 0 to `most`; `refuse(message)` makes the
+    error raised otherwise."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        seconds = float(value) if len(value) <= 32 else float("nan")
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or not 0 <= seconds <= most:
+        raise refuse(f"must be a number of seconds from 0 to {most:.0f}")
+    return seconds
 
 
 async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float) -> JobSnapshot:

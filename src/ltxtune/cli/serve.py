@@ -39,6 +39,7 @@ class RunnerSettings:
     heartbeat: float = option(5.0, "--heartbeat", help="Seconds between heartbeats of a running job.")
     stale_after: float = option(60.0, "--stale-after", help="A running job without a heartbeat this long is resumed elsewhere.")
     memory: str = option("auto", "--memory", callback=check_memory, help=MEMORY_HELP)
+    infra_retries: int = option(2, "--infra-retries", min=0, help="Times a job whose training process was killed (by a signal) resumes from its last checkpoint.")
     verbose: bool = option(False, "--verbose", "-v", help="Log debug messages.")
 
     def config(self, **more) -> ServiceConfig:
@@ -52,6 +53,7 @@ class RunnerSettings:
             heartbeat_s=self.heartbeat,
             stale_after_s=self.stale_after,
             memory=self.memory,
+            infra_retries=self.infra_retries,
             **more,
         )
 
@@ -63,6 +65,7 @@ class ServeSettings(RunnerSettings):
     keys_file: Path | None = option(None, "--keys-file", help=f"API keys, one per line (`key` or `name key`), or JSON; also {KEYS_ENV}.")
     model: str | None = option(None, "--model", help="Train every job on this model family instead (`tiny`: a weightless demo).")
     public_url: str | None = option(None, "--public-url", help="Base URL for links in results and webhooks (default: the request's host).")
+    allowed_host: list[str] | None = option(None, "--allowed-host", help="A Host name clients may use (repeatable); links are built on it. Loopback names are allowed when bound to loopback.")
     url_ttl: int = option(24 * 3600, "--url-ttl", help="Seconds a file URL stays valid.")
     ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); clients that speak only https need one.")
     ssl_keyfile: Path | None = option(None, "--ssl-keyfile", help="TLS private key (PEM).")
@@ -76,6 +79,7 @@ class ServeSettings(RunnerSettings):
             api_keys=load_api_keys(self.keys_file),
             model=parse_model(self.model),
             public_url=self.public_url,
+            allowed_hosts=tuple(self.allowed_host or ()),
             url_ttl_s=self.url_ttl,
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,

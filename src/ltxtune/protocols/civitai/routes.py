@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
+from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_seconds, wait_until_ended, without_inline_data
 from ltxtune.api.errors import ApiError
 from ltxtune.jobs.store import JobSnapshot
 from ltxtune.protocols.base import validate
@@ -43,6 +43,7 @@ from ltxtune.specs.errors import RequestInvalid
 router = APIRouter(prefix="/v2/consumer")
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 MAX_WAIT_S = 600.0
+MAX_TAG_FILTERS = 20
 
 
 def _prepare(ctx: ApiContext, caller: Caller, body: Any) -> tuple[WorkflowRequest, Any, dict[str, Any]]:
@@ -109,10 +110,7 @@ def _owned(ctx: ApiContext, caller: Caller, workflow_id: str) -> JobSnapshot:
 async def submit(request: Request) -> JSONResponse:
     ctx = context(request)
     caller = ctx.caller(request)
-    try:
-        wait = min(float(request.query_params.get("wait") or 0), MAX_WAIT_S)
-    except ValueError:
-        raise _invalid({"wait": ["must be a number of seconds"]}) from None
+    wait = wait_seconds(request.query_params.get("wait"), MAX_WAIT_S, lambda msg: _invalid({"wait": [msg]}))
     whatif = truthy(request.query_params.get("whatif"))
     body = await read_json(request)
     snapshot, answer = await run_in_threadpool(_submit, ctx, request, caller, body, whatif)
@@ -131,8 +129,8 @@ def _cursor(seq: int) -> str:
 
 def _seq(cursor: str) -> int:
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith("seq:"):
+        text = base64.urlsafe_b64decode(cursor[:64] + "=" * (-len(cursor[:64]) % 4)).decode()
+        if text.startswith("seq:") and text[4:].isascii() and text[4:].isdigit() and 0 < int(text[4:]) < 2**62:
             return int(text[4:])
     except (ValueError, UnicodeDecodeError):
         pass
@@ -151,7 +149,9 @@ def list_workflows(request: Request) -> JSONResponse:
     if not 1 <= take <= 100:
         raise _invalid({"take": ["must be between 1 and 100"]})
     cursor = params.get("cursor")
-    tags = [tag for tag in params.getlist("tags") if tag]
+    tags = list(dict.fromkeys(tag for tag in params.getlist("tags") if tag))
+    if len(tags) > MAX_TAG_FILTERS:
+        raise _invalid({"tags": [f"at most {MAX_TAG_FILTERS} different tags can be filtered on; got {len(tags)}"]})
     jobs = ctx.services.store.list_jobs(
         caller.owner, NAME, tags=tags, before_seq=_seq(cursor) if cursor else None, take=take + 1
     )

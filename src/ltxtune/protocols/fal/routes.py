@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ from ltxtune.specs.errors import RequestInvalid
 router = APIRouter()
 PRIORITIES = {"normal": 1, "low": 2}
 KEEPALIVE_S = 15.0
+MAX_START_TIMEOUT_S = 30 * 24 * 3600.0
 
 
 def _endpoint(owner: str, app: str, subpath: str) -> str:
@@ -53,11 +55,15 @@ def _start_timeout(request: Request) -> float | None:
     if value is None:
         return None
     try:
-        seconds = float(value)
+        seconds = float(value) if len(value) <= 32 else float("nan")
     except ValueError:
-        raise ApiError(400, f"X-Fal-Request-Timeout must be a number of seconds; got {value!r}") from None
+        seconds = float("nan")
+    if not math.isfinite(seconds):
+        raise ApiError(400, f"X-Fal-Request-Timeout must be a finite number of seconds; got {value[:32]!r}")
     if seconds <= 1:
         raise ApiError(400, "X-Fal-Request-Timeout must be greater than 1 second")
+    if seconds > MAX_START_TIMEOUT_S:
+        raise ApiError(400, f"X-Fal-Request-Timeout must be at most {MAX_START_TIMEOUT_S:.0f} seconds")
     return seconds
 
 
