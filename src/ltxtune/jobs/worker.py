@@ -118,7 +118,7 @@ class Worker:
     def tick(self) -> None:
         store = self.services.store
         store.expire_unstarted()
-        for job in store.reclaim_stale(self.config.stale_after_s, self.config.max_reclaims):
+        for job in store.reclaim_stale(self.config.stale_after_s, min(self.config.max_reclaims, self.config.infra_retries)):
             store.add_log(job.id, f"the run's worker stopped responding; job is now {job.status.value}", level="WARNING", source="ltxtune.worker")
         while not self._stopping.is_set():
             with self._lock:
@@ -156,6 +156,7 @@ class JobRun(threading.Thread):
         self.files = worker.services.files
         self.config = worker.config
         self.stop_reason: str | None = None  # "cancel" | "timeout" | "shutdown"
+        self.where: str = "before training"  # the phase and step the run last reported
 
     def log(self, message: str, level: str = "INFO") -> None:
         self.store.add_log(self.job.id, message, level=level, source="ltxtune.worker")
@@ -300,6 +301,7 @@ class JobRun(threading.Thread):
         if isinstance(event, LogLine):
             self.store.add_log(job.id, event.message, level=event.level, source=event.source)
         elif isinstance(event, Progress):
+            self.where = f"{event.phase} step {event.done}" if event.phase in ("train", "validate") else f"the {event.phase} phase"
             text = event.describe()
             self.store.add_log(job.id, text, source="ltxtune.train")
             if event.phase in ("train", "validate"):
@@ -332,8 +334,31 @@ class JobRun(threading.Thread):
             self._stopped()
         elif isinstance(outcome, Failed):
             self._infrastructure_failure(outcome.message)
+        elif exit_code is not None and exit_code < 0:
+            self._killed(describe_exit(exit_code))
         else:
             self._infrastructure_failure(describe_exit(exit_code))
+
+    def _killed(self, message: str) -> None:
+        """The child died by a signal (the OOM killer, a node hiccup): resume from the last
+        checkpoint up to the server's `infra_retries` times (or the request's own retries if more),
+        unless the previous run died at the same place (then it would only die again)."""
+        if self.stop_reason in ("cancel", "timeout"):
+            self._stopped()
+            return
+        current = self.store.get(self.job.id)
+        if current is None or current.lease_owner != self.worker.worker_id:
+            return
+        message = f"{message} at {self.where}"
+        previous = current.history[-1].reason if current.history else None
+        allowed = max(current.max_retries, self.config.infra_retries)
+        if previous == message:
+            self._end(JobStatus.FAILED, error=f"{message}, again: the previous run failed at the same step, so it is not retried", kind=ErrorKind.INTERNAL)
+        elif current.failures < allowed:
+            self.log(f"{message}; resuming from the last checkpoint (retry {current.failures + 1} of {allowed})", level="WARNING")
+            self.store.requeue(self.job.id, self.worker.worker_id, failure=message)
+        else:
+            self._end(JobStatus.FAILED, error=f"{message}; gave up after {current.failures + 1} runs", kind=ErrorKind.INTERNAL)
 
     def _stopped(self) -> None:
         if self.stop_reason == "cancel":
