@@ -82,7 +82,7 @@ class Outbox:
         self.items = [item]
         self.outcomes: list[tuple] = []
 
-    def due_deliveries(self):
+    def due_deliveries(self, limit: int = 20):
         items, self.items = self.items, []
         return items
 
