@@ -13,7 +13,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,6 +22,7 @@ from ltxtune.api.budget import BodyRefused
 from ltxtune.api.common import ApiContext
 from ltxtune.api.errors import ApiError, InvalidJson
 from ltxtune.api.guards import RequestGuard
+from ltxtune.api.waits import ClientGone
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.worker import Worker
@@ -91,6 +92,10 @@ def add_guards(app: FastAPI, config: ServiceConfig, render) -> None:
         return protocol_for_path(path).error_response(error)
 
     app.add_middleware(RequestGuard, config=config, render=render_at, routes=lambda: app.router.routes)
+
+    @app.exception_handler(ClientGone)
+    async def on_client_gone(request: Request, gone: ClientGone) -> Response:
+        return Response(status_code=499)  # nobody reads it: the client closed the connection
 
     @app.exception_handler(BodyRefused)
     async def on_body_refused(request: Request, refused: BodyRefused) -> JSONResponse:

@@ -4,17 +4,15 @@ never the other way round."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from ltxtune.api.budget import BodyLimits, decode_json
 from ltxtune.api.errors import ApiError
+from ltxtune.api.waits import JobWatch
 from ltxtune.jobs.config import LOCAL_OWNER, ServiceConfig, key_owner
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import JobSnapshot, NewJob
@@ -38,6 +36,8 @@ class ApiContext:
 
     def __post_init__(self) -> None:
         self._keys = {key.owner: key for key in self.config.api_keys}
+        self.watch = JobWatch(self.services.store)
+        self.services.listeners.append(self.watch.changed)
 
     def caller(self, request: Request) -> Caller:
         """The owner of the key in `Authorization: Key <key>` or `Bearer <key>`.
@@ -141,10 +141,10 @@ def wait_seconds(value: str | None, most: float, refuse: Any) -> float:
     return seconds
 
 
-async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float) -> JobSnapshot:
-    """The job's latest snapshot once it has ended, or when `seconds` have passed."""
-    deadline = time.monotonic() + seconds
-    while not snapshot.job.terminal and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        snapshot = await run_in_threadpool(ctx.services.store.snapshot, snapshot.job.id)
-    return snapshot
+async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float, request: Request | None = None) -> JobSnapshot:
+    """The job's latest snapshot once it has ended, or when `seconds` have passed; with `request`,
+    `ClientGone` as soon as its client disconnects (`ltxtune.api.waits`)."""
+    if snapshot.job.terminal or seconds <= 0:
+        return snapshot
+    latest = await ctx.watch.until_ended(snapshot.job.id, seconds, request)
+    return latest or snapshot

@@ -117,7 +117,7 @@ async def submit(request: Request) -> JSONResponse:
     if answer is not None:
         return JSONResponse(answer)
     assert snapshot is not None
-    snapshot = await wait_until_ended(ctx, snapshot, wait)
+    snapshot = await wait_until_ended(ctx, snapshot, wait, request)
     return JSONResponse(
         view.workflow_view(snapshot, ctx.services.files), status_code=200 if snapshot.job.terminal else 202
     )

@@ -121,7 +121,7 @@ async def _accept(request: Request, owner: str, app: str, subpath: str) -> tuple
 async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
     """Synchronous run: submit, wait for the end, answer the result (or its error)."""
     ctx, snapshot = await _accept(request, owner, app, subpath)
-    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s)
+    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s, request)
     if not snapshot.job.terminal:
         raise ApiError(504, "the request did not finish in time; follow it on the queue", error_type="request_timeout")
     return _result(ctx, request, snapshot)
