@@ -93,7 +93,12 @@ Render = Callable[[str, ApiError], Any]  # (path, error) -> a Starlette response
 
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int):
-        super().__init__(413, f"the request body is larger than {limit} bytes, the most this route accepts", error_type="request_too_large")
+        super().__init__(
+            413,
+            f"the request body is larger than {limit} bytes, the most this route accepts",
+            error_type="request_too_large",
+            headers={"Connection": "close"},  # the server stops reading: the rest of the body is never received
+        )
 
 
 class RequestGuard:
