@@ -61,3 +61,17 @@ def test_a_retried_civitai_step_sends_each_workflow_status_once(client):
         events = [(d.json()["$type"], d.json()["status"]) for d in receiver.deliveries]
         for level in ("workflow", "step"):
             assert [status for kind, status in events if kind == level] == ["unassigned", "preparing", "processing", "succeeded"]
+
+
+@pytest.mark.parametrize("how", ["oserror", "torch"])
+def test_a_full_disk_fails_the_job_naming_where_and_keeps_the_store_consistent(server, client, how):
+    submitted = client.post(T2V, json=fal_body(url=f"http://data.invalid/x.zip?run_s=0.4&disk_full={how}")).json()
+    status = completed(client, submitted)
+    assert status["error"].startswith("out of disk space at train step 50;")  # the writes fail from halfway on
+    assert "free space in the data dir" in status["error"] and "/" not in status["error"].split(";")[0]
+    result = client.get(submitted["response_url"])
+    assert result.status_code == 500 and "inline_container" not in result.text and str(server.config.data_dir) not in result.text
+    job = server.store.get(submitted["request_id"])
+    assert job.status.value == "failed" and job.failures == 0  # not retried: it would fill the disk again
+    assert job.lease_owner is None and not (server.config.data_dir / "work" / job.id).exists()
+    assert client.post(T2V, json=fal_body()).status_code == 200  # the server goes on

@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ltxtune.errors import ErrorKind
-from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main
+from ltxtune.errors import ErrorKind, is_disk_full
+from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main, describe_progress
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import Job, JobStatus
@@ -166,7 +166,10 @@ class JobRun(threading.Thread):
             self._run()
         except Exception as error:  # a bug here must still end the job, with its message
             log.exception("supervising job %s failed", self.job.id)
-            self._infrastructure_failure(f"the worker failed while running the job: {type(error).__name__}: {error}")
+            if is_disk_full(error):
+                self._end(JobStatus.FAILED, error=f"out of disk space at saving the outputs of {self.where}", kind=ErrorKind.INTERNAL)
+            else:
+                self._infrastructure_failure(f"the worker failed while running the job: {type(error).__name__}: {error}")
         finally:
             self.worker._finished(self)
 
@@ -301,7 +304,7 @@ class JobRun(threading.Thread):
         if isinstance(event, LogLine):
             self.store.add_log(job.id, event.message, level=event.level, source=event.source)
         elif isinstance(event, Progress):
-            self.where = f"{event.phase} step {event.done}" if event.phase in ("train", "validate") else f"the {event.phase} phase"
+            self.where = describe_progress(event, self.where)
             text = event.describe()
             self.store.add_log(job.id, text, source="ltxtune.train")
             if event.phase in ("train", "validate"):
