@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.adversarial.suite import report, route_class, run  # noqa: E402
+from tests.adversarial.suite import report, run  # noqa: E402
 
 
 def main() -> int:
@@ -29,29 +29,13 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, default=1000, help="requests per route class at least")
     parser.add_argument("--stateful", type=int, default=200, help="chains of linked calls after the single requests")
     args = parser.parse_args()
-    per_operation = args.per_operation or _per_operation(args.per_class)
     started = time.monotonic()
-    print(f"attack: {per_operation} generated requests per operation, then {args.stateful} stateful chains", file=sys.stderr)
-    counts = run(per_operation, stateful_steps=args.stateful, seed=None)
+    budget = f"{args.per_operation} per operation" if args.per_operation else f"{args.per_class} per route class"
+    print(f"attack: {budget} generated requests, then {args.stateful} stateful chains", file=sys.stderr)
+    counts = run(args.per_operation, per_class=None if args.per_operation else args.per_class, stateful_steps=args.stateful, seed=None)
     print(report(counts))
     print(f"{sum(counts.requests.values())} requests in {time.monotonic() - started:.0f} s")
     return 1 if sum(counts.server_errors.values()) or sum(counts.schema_breaks.values()) else 0
-
-
-def _per_operation(per_class: int) -> int:
-    """Requests per operation so that the route class with the fewest operations gets `per_class`."""
-    from tests.adversarial.suite import openapi_schema
-    from tests.adversarial.suite import _config  # noqa: PLC2701
-    from ltxtune.api import create_app
-    import tempfile
-
-    app = create_app(_config(Path(tempfile.mkdtemp(prefix="ltxtune-attack-schema-"))))
-    sizes: dict[str, int] = {}
-    for path, operations in openapi_schema(app)["paths"].items():
-        for method in operations:
-            where = route_class(method, path)
-            sizes[where] = sizes.get(where, 0) + 1
-    return -(-per_class // min(sizes.values()))
 
 
 if __name__ == "__main__":

@@ -177,8 +177,16 @@ def _config(data_dir: Path) -> ServiceConfig:
     )
 
 
-def run(examples_per_operation: int, *, stateful_steps: int = 0, data_dir: Path | None = None, seed: int | None = 0) -> Counts:
-    """Send `examples_per_operation` generated requests (valid and invalid) to every operation, then
+def run(
+    examples_per_operation: int,
+    *,
+    per_class: int | None = None,
+    stateful_steps: int = 0,
+    data_dir: Path | None = None,
+    seed: int | None = 0,
+) -> Counts:
+    """Send `examples_per_operation` generated requests (valid and invalid) to every operation (or,
+    with `per_class`, that many to each route class, shared by its operations), then
     `stateful_steps` chains of linked calls; count what came back."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="ltxtune-attack-"))
     app = create_app(_config(data_dir / "data"))
@@ -206,14 +214,16 @@ def run(examples_per_operation: int, *, stateful_steps: int = 0, data_dir: Path 
                 counts.failures.append(f"{case.method} {case.formatted_path}: {response.status_code}: {str(broken)[:300]}")
 
     modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    in_class = Counter(route_class(op.method.lower(), op.path) for op in operations)
+    for operation in operations:
         where = route_class(operation.method.lower(), operation.path)
+        examples = -(-per_class // in_class[where]) if per_class else examples_per_operation
         for mode in modes:
             strategy = operation.as_strategy(generation_mode=mode)
 
             @settings(
-                max_examples=max(1, examples_per_operation // len(modes)), deadline=None, database=None, derandomize=seed is not None,
+                max_examples=max(1, examples // len(modes)), deadline=None, database=None, derandomize=seed is not None,
                 suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
             )
             @given(case=strategy)

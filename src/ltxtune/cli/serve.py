@@ -21,7 +21,7 @@ from pathlib import Path
 import typer
 
 from ltxtune.cli.options import ALLOW_PRIVATE_HELP, MEMORY_HELP, check_memory, command_from, fail, option, parse_gpus, parse_model, parse_prices, setup_logging
-from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, load_api_keys
+from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, is_loopback, load_api_keys
 
 log = logging.getLogger("ltxtune.serve")
 
@@ -105,6 +105,12 @@ def serve(config: ServiceConfig) -> None:
     if note:
         print(f"ltxtune: {note}", file=sys.stderr)
     config = config.with_(host=host)
+    if not is_loopback(host) and not config.public_url and not config.allowed_hosts:
+        print(
+            f"ltxtune: listening on {host} without --public-url or --allowed-host: requests are answered only for "
+            "the names this address has; give the name clients use",
+            file=sys.stderr,
+        )
     app = create_app(config)
     base = config.default_base_url()
     hints = "".join(f"\n  {protocol.client_hint(base)}" for protocol in PROTOCOLS)

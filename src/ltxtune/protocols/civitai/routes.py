@@ -10,8 +10,8 @@
     DELETE /v2/consumer/workflows/{id}/tags/{tag}       (204)
 
 Decisions where the protocol is silent: `externalId` is an idempotency key per API key (a second
-submission with the same one answers the first workflow, 200, and runs nothing); `wait` is capped at
-600 s; `take` defaults to 20, at most 100; callback URLs must be public http(s) unless the server
+submission with the same one answers the first workflow, 200, and runs nothing); `wait` is
+0 to 600 s; `take` defaults to 20, at most 100; callback URLs must be public http(s) unless the server
 allows private URLs; `continueFrom` must name a LoRA this server delivered
 (`urn:air:<ecosystem>:lora:ltxtune:<workflow id>@<epoch>`) to the same key.
 """
