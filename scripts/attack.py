@@ -35,7 +35,7 @@ def main() -> int:
     counts = run(args.per_operation, per_class=None if args.per_operation else args.per_class, stateful_steps=args.stateful, seed=None)
     print(report(counts))
     print(f"{sum(counts.requests.values())} requests in {time.monotonic() - started:.0f} s")
-    return 1 if sum(counts.server_errors.values()) or sum(counts.schema_breaks.values()) else 0
+    return 1 if sum(counts.server_errors.values()) or sum(counts.schema_breaks.values()) or sum(counts.hangs.values()) else 0
 
 
 if __name__ == "__main__":

@@ -14,4 +14,5 @@ def test_generated_requests_get_no_server_errors_and_keep_their_schema(tmp_path)
     assert any(where.startswith("stateful") for where in counts.requests), text
     assert sum(counts.server_errors.values()) == 0, text
     assert sum(counts.schema_breaks.values()) == 0, text
+    assert sum(counts.hangs.values()) == 0, text
     assert counts.statuses[404] < sum(counts.requests.values()), text  # not everything bounced off unknown ids
