@@ -218,7 +218,7 @@ def run(
     modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
     operations = [result.ok() for result in schema.get_all_operations()]
     in_class = Counter(route_class(op.method.lower(), op.path) for op in operations)
-    rounds = 4 if per_class else 1  # hypothesis stops early on small input spaces: top a class up with fresh draws
+    rounds = 6 if per_class else 1  # hypothesis stops early on small input spaces: top a class up with fresh draws
     for round_ in range(rounds):
         for operation in operations:
             where = route_class(operation.method.lower(), operation.path)
@@ -226,7 +226,7 @@ def run(
                 missing = per_class - counts.requests[where]
                 if missing <= 0:
                     continue
-                examples = -(-per_class // in_class[where]) if round_ == 0 else -(-missing // in_class[where])
+                examples = -(-per_class // in_class[where]) if round_ == 0 else missing  # later rounds: any op may fill it
             else:
                 examples = examples_per_operation
             _generate(operation, examples, where, modes, client, auth, counts, check, seed)
