@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import ltxtune.netguard as netguard
-from ltxtune.errors import ErrorKind
 from ltxtune.data.errors import DatasetError
 from ltxtune.data.fetch import FetchLimits, fetch_file
+from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import OutboxRecord
 from ltxtune.jobs.webhooks import Dispatcher, Signer, UnsafeUrl, check_target_url
 
@@ -82,7 +82,7 @@ class Outbox:
         self.items = [item]
         self.outcomes: list[tuple] = []
 
-    def due_deliveries(self):
+    def due_deliveries(self, limit: int = 20):
         items, self.items = self.items, []
         return items
 
@@ -99,7 +99,7 @@ class Outbox:
 def refusal_by_fetch(url: str, tmp_path: Path) -> str:
     with pytest.raises(DatasetError) as caught:
         fetch_file(url, tmp_path / "got", field="training_data_url", limits=FetchLimits(connect_timeout_s=2))
-    assert caught.value.kind is ErrorKind.SOURCE  # a 400 in either API
+    assert caught.value.kind is ErrorKind.SOURCE
     assert not (tmp_path / "got").exists()
     return caught.value.message
 

@@ -7,6 +7,7 @@ its own HTTP status and wording (e.g. `ltxtune.protocols.fal.errors`).
 
 from __future__ import annotations
 
+import errno
 from enum import Enum
 
 
@@ -44,3 +45,20 @@ class SetupError(JobError):
 
     def __init__(self, message: str, kind: ErrorKind = ErrorKind.INTERNAL, field: str | None = None):
         super().__init__(message, kind, field)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is a full disk or quota: an OSError ENOSPC/EDQUOT, or
+    torch's checkpoint writer reporting one (`PytorchStreamWriter failed writing file ...: file
+    write failed`, which keeps no errno)."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen)
+        if "No space left on device" in text or ("PytorchStreamWriter" in text and "file write failed" in text):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

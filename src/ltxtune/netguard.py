@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import time
 import urllib.parse
 from dataclasses import dataclass
 
@@ -227,15 +228,64 @@ def _ssl_context():
     return httpx.create_ssl_context()  # loading the CA bundle takes ~0.1 s; the context is shareable
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes all end by one deadline (a receiver that trickles one
+    byte at a time cannot hold it longer than that)."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float):
+        self.inner = inner
+        self.deadline = deadline
+
+    def _left(self, timeout: float | None) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the request took longer than its total time limit")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, self._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, self._left(timeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):  # type: ignore[no-untyped-def]
+        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, self._left(timeout)), self.deadline)
+
+    def get_extra_info(self, info: str):  # type: ignore[no-untyped-def]
+        return self.inner.get_extra_info(info)
+
+
+class _DeadlineBackend(_GuardedBackend):
+    def __init__(self, allow_private: bool, total_timeout_s: float):
+        super().__init__(allow_private)
+        self.total_timeout_s = total_timeout_s
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        deadline = time.monotonic() + self.total_timeout_s
+        timeout = self.total_timeout_s if timeout is None else min(timeout, self.total_timeout_s)
+        return _DeadlineStream(super().connect_tcp(host, port, timeout, local_address, socket_options), deadline)
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """An httpx transport whose every connection goes through the guard; environment proxies are
-    ignored (a proxy would do the resolving). A refused connection raises RefusedUrl."""
+    ignored (a proxy would do the resolving). A refused connection raises RefusedUrl.
 
-    def __init__(self, allow_private: bool = False):
+    With `total_timeout_s`, each request gets a fresh connection (no keep-alive) whose whole
+    exchange must end within that many seconds; httpx's own timeouts bound each read only."""
+
+    def __init__(self, allow_private: bool = False, *, total_timeout_s: float | None = None):
         super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=_ssl_context(), network_backend=_GuardedBackend(allow_private)
-        )
+        if total_timeout_s is None:
+            self._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=_GuardedBackend(allow_private))
+        else:
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=_ssl_context(),
+                network_backend=_DeadlineBackend(allow_private, total_timeout_s),
+                max_keepalive_connections=0,
+            )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         parse_target(str(request.url))  # a redirect's target passes the same syntax rules as the first URL

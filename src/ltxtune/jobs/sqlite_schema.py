@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from ltxtune import jsonsafe
 from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import Attempt, FileRecord, Job, JobStatus, OutboxRecord
 
@@ -172,6 +173,14 @@ def create_or_migrate(conn: sqlite3.Connection, path: Path) -> None:
             for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    repair_payloads(conn)
+
+
+def repair_payloads(conn: sqlite3.Connection) -> None:
+    """Rewrite payloads older versions stored with NaN or Infinity (not JSON: SQLite's JSON
+    functions, and so tag filters, refuse them) with those numbers as null."""
+    for job_id, payload in conn.execute("SELECT id, payload FROM jobs WHERE json_valid(payload) = 0").fetchall():
+        conn.execute("UPDATE jobs SET payload = ? WHERE id = ?", (dumps(jsonsafe.loads(payload)), job_id))
 
 
 def _statements(script: str) -> list[str]:
@@ -179,7 +188,7 @@ def _statements(script: str) -> list[str]:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=False)
+    return jsonsafe.dumps(value, separators=(",", ":"), sort_keys=False)
 
 
 def job_row(values: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +209,7 @@ def job_row(values: dict[str, Any]) -> dict[str, Any]:
 
 def job_from_row(row: sqlite3.Row) -> Job:
     values = {name: row[name] for name in JOB_COLUMNS}
-    values["payload"] = json.loads(values["payload"] or "{}")
+    values["payload"] = jsonsafe.loads(values["payload"] or "{}")  # never NaN, even in rows from older versions
     values["billed"] = json.loads(values["billed"]) if values["billed"] else None
     values["outputs"] = json.loads(values["outputs"]) if values["outputs"] else None
     values["status"] = JobStatus(values["status"])

@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ltxtune.errors import ErrorKind
-from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main
+from ltxtune.errors import ErrorKind, is_disk_full
+from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main, describe_progress
 from ltxtune.jobs.config import ServiceConfig
 from ltxtune.jobs.inputs import resolve_uploads
 from ltxtune.jobs.service import Services
@@ -119,7 +119,7 @@ class Worker:
     def tick(self) -> None:
         store = self.services.store
         store.expire_unstarted()
-        for job in store.reclaim_stale(self.config.stale_after_s, self.config.max_reclaims):
+        for job in store.reclaim_stale(self.config.stale_after_s, min(self.config.max_reclaims, self.config.infra_retries)):
             store.add_log(job.id, f"the run's worker stopped responding; job is now {job.status.value}", level="WARNING", source="ltxtune.worker")
         while not self._stopping.is_set():
             with self._lock:
@@ -157,6 +157,7 @@ class JobRun(threading.Thread):
         self.files = worker.services.files
         self.config = worker.config
         self.stop_reason: str | None = None  # "cancel" | "timeout" | "shutdown"
+        self.where: str = "before training"  # the phase and step the run last reported
 
     def log(self, message: str, level: str = "INFO") -> None:
         self.store.add_log(self.job.id, message, level=level, source="ltxtune.worker")
@@ -166,7 +167,10 @@ class JobRun(threading.Thread):
             self._run()
         except Exception as error:  # a bug here must still end the job, with its message
             log.exception("supervising job %s failed", self.job.id)
-            self._infrastructure_failure(f"the worker failed while running the job: {type(error).__name__}: {error}")
+            if is_disk_full(error):
+                self._end(JobStatus.FAILED, error=f"out of disk space at saving the outputs of {self.where}", kind=ErrorKind.INTERNAL)
+            else:
+                self._infrastructure_failure(f"the worker failed while running the job: {type(error).__name__}: {error}")
         finally:
             self.worker._finished(self)
 
@@ -304,6 +308,7 @@ class JobRun(threading.Thread):
         if isinstance(event, LogLine):
             self.store.add_log(job.id, event.message, level=event.level, source=event.source)
         elif isinstance(event, Progress):
+            self.where = describe_progress(event, self.where)
             text = event.describe()
             self.store.add_log(job.id, text, source="ltxtune.train")
             if event.phase in ("train", "validate"):
@@ -336,8 +341,31 @@ class JobRun(threading.Thread):
             self._stopped()
         elif isinstance(outcome, Failed):
             self._infrastructure_failure(outcome.message)
+        elif exit_code is not None and exit_code < 0:
+            self._killed(describe_exit(exit_code))
         else:
             self._infrastructure_failure(describe_exit(exit_code))
+
+    def _killed(self, message: str) -> None:
+        """The child died by a signal (the OOM killer, a node hiccup): resume from the last
+        checkpoint up to the server's `infra_retries` times (or the request's own retries if more),
+        unless the previous run died at the same place (then it would only die again)."""
+        if self.stop_reason in ("cancel", "timeout"):
+            self._stopped()
+            return
+        current = self.store.get(self.job.id)
+        if current is None or current.lease_owner != self.worker.worker_id:
+            return
+        message = f"{message} at {self.where}"
+        previous = current.history[-1].reason if current.history else None
+        allowed = max(current.max_retries, self.config.infra_retries)
+        if previous == message:
+            self._end(JobStatus.FAILED, error=f"{message}, again: the previous run failed at the same step, so it is not retried", kind=ErrorKind.INTERNAL)
+        elif current.failures < allowed:
+            self.log(f"{message}; resuming from the last checkpoint (retry {current.failures + 1} of {allowed})", level="WARNING")
+            self.store.requeue(self.job.id, self.worker.worker_id, failure=message)
+        else:
+            self._end(JobStatus.FAILED, error=f"{message}; gave up after {current.failures + 1} runs", kind=ErrorKind.INTERNAL)
 
     def _stopped(self) -> None:
         if self.stop_reason == "cancel":

@@ -10,8 +10,8 @@
     DELETE /v2/consumer/workflows/{id}/tags/{tag}       (204)
 
 Decisions where the protocol is silent: `externalId` is an idempotency key per API key (a second
-submission with the same one answers the first workflow, 200, and runs nothing); `wait` is capped at
-600 s; `take` defaults to 20, at most 100; callback URLs must be public http(s) unless the server
+submission with the same one answers the first workflow, 200, and runs nothing); `wait` is
+0 to 600 s; `take` defaults to 20, at most 100; callback URLs must be public http(s) unless the server
 allows private URLs; `continueFrom` must name a LoRA this server delivered
 (`urn:air:<ecosystem>:lora:ltxtune:<workflow id>@<epoch>`) to the same key.
 """
@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_until_ended, without_inline_data
+from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_seconds, wait_until_ended, without_inline_data
 from ltxtune.api.errors import ApiError
 from ltxtune.api.reachability import unreachable
 from ltxtune.jobs.storage import iso
@@ -46,6 +46,7 @@ from ltxtune.specs.errors import RequestInvalid
 router = APIRouter(prefix="/v2/consumer")
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 MAX_WAIT_S = 600.0
+MAX_TAG_FILTERS = 20
 
 
 def _prepare(ctx: ApiContext, caller: Caller, body: Any) -> tuple[WorkflowRequest, Any, dict[str, Any]]:
@@ -124,17 +125,14 @@ def _owned(ctx: ApiContext, caller: Caller, workflow_id: str) -> JobSnapshot:
 async def submit(request: Request) -> JSONResponse:
     ctx = context(request)
     caller = ctx.caller(request)
-    try:
-        wait = min(float(request.query_params.get("wait") or 0), MAX_WAIT_S)
-    except ValueError:
-        raise _invalid({"wait": ["must be a number of seconds"]}) from None
+    wait = wait_seconds(request.query_params.get("wait"), MAX_WAIT_S, lambda msg: _invalid({"wait": [msg]}))
     whatif = truthy(request.query_params.get("whatif"))
     body = await read_json(request)
     snapshot, answer = await run_in_threadpool(_submit, ctx, request, caller, body, whatif)
     if answer is not None:
         return JSONResponse(answer)
     assert snapshot is not None
-    snapshot = await wait_until_ended(ctx, snapshot, wait)
+    snapshot = await wait_until_ended(ctx, snapshot, wait, request)
     return JSONResponse(
         view.workflow_view(snapshot, ctx.services.files), status_code=200 if snapshot.job.terminal else 202
     )
@@ -146,8 +144,8 @@ def _cursor(seq: int) -> str:
 
 def _seq(cursor: str) -> int:
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith("seq:"):
+        text = base64.urlsafe_b64decode(cursor[:64] + "=" * (-len(cursor[:64]) % 4)).decode()
+        if text.startswith("seq:") and text[4:].isascii() and text[4:].isdigit() and 0 < int(text[4:]) < 2**62:
             return int(text[4:])
     except (ValueError, UnicodeDecodeError):
         pass
@@ -166,7 +164,9 @@ def list_workflows(request: Request) -> JSONResponse:
     if not 1 <= take <= 100:
         raise _invalid({"take": ["must be between 1 and 100"]})
     cursor = params.get("cursor")
-    tags = [tag for tag in params.getlist("tags") if tag]
+    tags = list(dict.fromkeys(tag for tag in params.getlist("tags") if tag))
+    if len(tags) > MAX_TAG_FILTERS:
+        raise _invalid({"tags": [f"at most {MAX_TAG_FILTERS} different tags can be filtered on; got {len(tags)}"]})
     listed, more = _listed(ctx, caller, tags, _seq(cursor) if cursor else None, take)
     items = []
     for job in listed:

@@ -44,7 +44,16 @@ CIVITAI_STATUS = {
 
 
 def status_of(job: Job) -> str:
+    """The status of the job now running (or last run) for the step."""
     return CIVITAI_STATUS[job.status]
+
+
+def step_status(job: Job) -> str:
+    """The step's and the workflow's status: a step whose run failed and is being retried stays
+    `processing` (the retry shows as a new job), so their callbacks fire once per real change."""
+    if job.history and not job.terminal:
+        return "processing"
+    return status_of(job)
 
 
 def step_request(job: Job) -> dict[str, Any]:
@@ -191,7 +200,7 @@ def step_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
         "retries": step["retries"],
         "timeout": step.get("timeout"),
         "metadata": step.get("metadata") or {},
-        "status": status_of(job),
+        "status": step_status(job),
         "startedAt": iso(job.started_at),
         "completedAt": iso(job.completed_at),
         "estimatedProgressRate": round(job.progress, 4),
@@ -206,7 +215,7 @@ def workflow_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
     workflow = workflow_of(job)
     return {
         "id": job.id,
-        "status": status_of(job),
+        "status": step_status(job),
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "completedAt": iso(job.completed_at),

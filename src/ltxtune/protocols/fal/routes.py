@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import time
 from typing import Any
 
@@ -41,6 +42,7 @@ router = APIRouter()
 router.include_router(storage.router)  # before the catch-all endpoint routes below
 PRIORITIES = {"normal": 1, "low": 2}
 KEEPALIVE_S = 15.0
+MAX_START_TIMEOUT_S = 30 * 24 * 3600.0
 
 
 def _endpoint(owner: str, app: str, subpath: str) -> str:
@@ -55,11 +57,15 @@ def _start_timeout(request: Request) -> float | None:
     if value is None:
         return None
     try:
-        seconds = float(value)
+        seconds = float(value) if len(value) <= 32 else float("nan")
     except ValueError:
-        raise ApiError(400, f"X-Fal-Request-Timeout must be a number of seconds; got {value!r}") from None
+        seconds = float("nan")
+    if not math.isfinite(seconds):
+        raise ApiError(400, f"X-Fal-Request-Timeout must be a finite number of seconds; got {value[:32]!r}")
     if seconds <= 1:
         raise ApiError(400, "X-Fal-Request-Timeout must be greater than 1 second")
+    if seconds > MAX_START_TIMEOUT_S:
+        raise ApiError(400, f"X-Fal-Request-Timeout must be at most {MAX_START_TIMEOUT_S:.0f} seconds")
     return seconds
 
 
@@ -145,7 +151,7 @@ async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSON
     answer the result (or its error). Past the server's wait limit: 504 with the request id and
     its queue URLs, to follow it there (or retry the call, which waits on the same job again)."""
     ctx, snapshot = await _accept(request, owner, app, subpath, synchronous=True)
-    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s)
+    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s, request)
     job = snapshot.job
     if not job.terminal:
         urls = view.queue_urls(job, ctx.base_url(request))
