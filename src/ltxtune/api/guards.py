@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ltxtune.api.errors import ApiError
@@ -32,17 +32,18 @@ JSON = "application/json"
 class BodyRule:
     content_types: tuple[str, ...] = (JSON,)  # media types without parameters; "*/*" accepts any
     max_bytes: int | None = None  # None: the server's `max_body_bytes`
+    upload: bool = False  # a file upload: limited by the server's `max_upload_bytes` instead
 
 
 DEFAULT_RULE = BodyRule()
 
 
-def accepts_body(*content_types: str, max_bytes: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def accepts_body(*content_types: str, max_bytes: int | None = None, upload: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare what a route's body may be (e.g. an upload route: `@accepts_body("application/octet-stream", "*/*")`).
     Put it under the route decorator or above it: it marks the endpoint function itself."""
 
     def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        endpoint.__ltxtune_body__ = BodyRule(tuple(t.lower() for t in content_types) or (JSON,), max_bytes)  # type: ignore[attr-defined]
+        endpoint.__ltxtune_body__ = BodyRule(tuple(t.lower() for t in content_types) or (JSON,), max_bytes, upload)  # type: ignore[attr-defined]
         return endpoint
 
     return mark
@@ -107,6 +108,7 @@ class RequestGuard:
         self.config = config
         self.render = render
         self.routes = routes
+        self._rules: list | None = None  # built on the first request, once every route exists
         self.hosts = allowed_hosts(config)
         self.origins = _own_origins(config, self.hosts) | set(cors_origins(config))
 
@@ -120,8 +122,7 @@ class RequestGuard:
         except ApiError as refused:
             await self.render(scope.get("path", ""), refused)(scope, receive, send)
             return
-        limit = rule.max_bytes or self.config.max_body_bytes
-        await self.app(scope, _counting(receive, limit), send)
+        await self.app(scope, _counting(receive, self._limit(rule)), send)
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> BodyRule:
         host = _host_name(headers.get("host", ""))
@@ -150,18 +151,38 @@ class RequestGuard:
                     f"Content-Type must be {' or '.join(rule.content_types)}; got {media_type or 'none'!r}",
                     error_type="unsupported_media_type",
                 )
-        limit = rule.max_bytes or self.config.max_body_bytes
+        limit = self._limit(rule)
         declared = headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(limit)
         return rule
 
+    def _limit(self, rule: BodyRule) -> int:
+        if rule.upload:  # a margin over the upload limit: the route refuses with the upload's own message
+            return getattr(self.config, "max_upload_bytes", self.config.max_body_bytes) + 2**20
+        return rule.max_bytes or self.config.max_body_bytes
+
     def _rule(self, scope: Scope) -> BodyRule:
-        for route in self.routes():
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return getattr(getattr(route, "endpoint", None), "__ltxtune_body__", DEFAULT_RULE)
+        if self._rules is None:
+            self._rules = list(_body_rules(self.routes()))
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+        for pattern, methods, rule in self._rules:
+            if (methods is None or method in methods) and pattern.match(path):
+                return rule
         return DEFAULT_RULE
+
+
+def _body_rules(routes, prefix: str = ""):
+    """(path regex, methods, body rule) of every endpoint in routing order, nested routers included
+    (FastAPI keeps an included router as one entry, so matching the top level alone finds no endpoint)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from _body_rules(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif hasattr(route, "endpoint") and isinstance(getattr(route, "path", None), str):
+            pattern, _, _ = compile_path(prefix + route.path)
+            yield pattern, getattr(route, "methods", None), getattr(route.endpoint, "__ltxtune_body__", DEFAULT_RULE)
 
 
 def _counting(receive: Receive, limit: int) -> Receive:

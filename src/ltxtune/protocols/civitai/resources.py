@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ltxtune.api.guards import accepts_body
 from ltxtune.api.common import ApiContext, context, read_json, truthy, wait_until_ended
 from ltxtune.api.errors import ApiError
 from ltxtune.jobs.storage import is_upload
@@ -72,6 +73,7 @@ async def update_step(request: Request, workflow_id: str, step_name: str) -> Res
 
 
 @router.patch("/workflows/{workflow_id}/steps/{step_name}", status_code=204)
+@accepts_body("application/json", "application/json-patch+json")  # @civitai/client sends JSON Patch as the latter
 async def patch_step(request: Request, workflow_id: str, step_name: str) -> Response:
     ctx = context(request)
     caller = ctx.caller(request)

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ltxtune.api.guards import accepts_body
 from ltxtune.api.common import ApiContext, Caller, context, read_json, truthy, wait_seconds, wait_until_ended, without_inline_data
 from ltxtune.api.errors import ApiError
 from ltxtune.api.reachability import unreachable
@@ -266,6 +267,7 @@ async def update_workflow(request: Request, workflow_id: str) -> Response:
 
 
 @router.patch("/workflows/{workflow_id}", status_code=204)
+@accepts_body("application/json", "application/json-patch+json")  # @civitai/client sends JSON Patch as the latter
 async def patch_workflow(request: Request, workflow_id: str) -> Response:
     """A JSON Patch (RFC 6902: add, remove, replace, test) on `/tags` and `/metadata`, and
     `replace /status` with `canceled`; a plain object `{"tags", "metadata", "status"}` is accepted

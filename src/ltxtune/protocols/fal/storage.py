@@ -40,6 +40,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ltxtune.api.guards import accepts_body
 from ltxtune.api.common import ApiContext, context, read_json
 from ltxtune.api.errors import ApiError
 from ltxtune.jobs.storage import FileRecord, MissingPart, UploadTooLarge, iso, is_upload
@@ -162,6 +163,7 @@ async def _upload_record(ctx: ApiContext, file_id: str, owner: str | None = None
 
 
 @router.put("/storage/upload/{file_id}")
+@accepts_body("*/*", upload=True)  # the file itself, any type
 async def put_upload(request: Request, file_id: str) -> JSONResponse:
     ctx = context(request)
     record = await _signed_upload(ctx, request, file_id)
@@ -196,6 +198,7 @@ async def _complete(ctx: ApiContext, request: Request, record: FileRecord) -> Fi
 
 
 @router.put("/storage/upload/{file_id}/multipart/{number}")
+@accepts_body("*/*", upload=True)  # the file itself, any type
 async def put_signed_part(request: Request, file_id: str, number: str) -> JSONResponse:
     ctx = context(request)
     return await _put_part(ctx, request, await _signed_upload(ctx, request, file_id), number)
@@ -224,6 +227,7 @@ def upload_token(request: Request) -> JSONResponse:
 
 
 @router.post("/files/upload/multipart")
+@accepts_body("*/*")  # no body: fal-client sends the file's own Content-Type with it
 async def create_multipart(request: Request) -> JSONResponse:
     """fal-client past 100 MB: parts go to `{access_url}/multipart/{uploadId}/{n}` with the upload
     token, then `.../complete`. The access URL has no query (the client appends paths to it): a
@@ -237,6 +241,7 @@ async def create_multipart(request: Request) -> JSONResponse:
 
 
 @router.put("/files/{file_id}/{name}/multipart/{upload_id}/{number}")
+@accepts_body("*/*", upload=True)  # the file itself, any type
 async def put_token_part(request: Request, file_id: str, name: str, upload_id: str, number: str) -> JSONResponse:
     ctx = context(request)
     record = await _upload_record(ctx, file_id, _uploader(ctx, request))
@@ -252,6 +257,7 @@ async def complete_token(request: Request, file_id: str, name: str, upload_id: s
 
 
 @router.post("/files/upload")
+@accepts_body("*/*", upload=True)  # the file itself, any type
 async def upload(request: Request) -> JSONResponse:
     ctx = context(request)
     owner = _uploader(ctx, request)
