@@ -66,7 +66,7 @@ def build_dataset(options: argparse.Namespace) -> Path:
 def measure(archive: Path, work: Path, options: argparse.Namespace) -> dict:
     """Runs in a fresh process: prepare the archive and report time and memory."""
     from ltxtune.data import prepare_dataset
-    from ltxtune.specs import build_plan
+    from ltxtune.protocols import build_plan
 
     plan = build_plan(
         "fal-ai/ltx23-trainer-v2/t2v",

@@ -100,8 +100,9 @@ def test_train_tiny_lists_the_files_it_wrote(tmp_path):
     assert f"lora_file      {tmp_path / 'run' / 'outputs' / 'lora.safetensors'}" in result.stdout
     assert "config_file" in result.stdout and "video" not in result.stdout.split("Files written:")[1].split("price")[0]
     again = runner.invoke(app, ["train", "fal-ai/ltx23-trainer-v2/t2v", str(request), "--out", str(tmp_path / "run"),
-                                "--model", "tiny", "--cache-dir", str(tmp_path / "cache")])
+                                "--model", "tiny", "--cache-dir", str(tmp_path / "cache"), "--threads", "1"])
     assert again.exit_code == 0 and "resuming from step 100" in again.stderr
+    assert "using 1 CPU thread(s) (set by --threads" in again.stderr
 
 
 def test_models_export_tiny_and_refuse_real(tmp_path):
@@ -192,3 +193,34 @@ def test_serve_and_worker_check_the_memory_preset(tmp_path):
     for command in ("serve", "worker"):
         result = runner.invoke(app, [command, "--data-dir", str(tmp_path / command), "--memory", "int4"])
         assert result.exit_code == 2 and "unknown memory preset 'int4'" in result.stderr, result.output
+
+
+def test_validate_prints_the_memory_estimate_on_stderr():
+    result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(EXAMPLES / "fal-t2v.json")])
+    assert json.loads(result.stdout)["family"] == "ltx23"
+    assert "memory: bf16 on ltx23 at " in result.stderr
+    assert "auto picks by free GPU memory: 80 GiB: bf16;" in result.stderr
+    result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(EXAMPLES / "fal-t2v.json"), "--memory", "nf4+offload"])
+    assert "memory: nf4+offload, 48 blocks offloaded on ltx23" in result.stderr
+    result = runner.invoke(app, ["validate", "fal-ai/ltx23-trainer-v2/t2v", str(EXAMPLES / "fal-t2v.json"), "--memory", "fp4"])
+    assert result.exit_code == 2 and "unknown memory preset 'fp4'" in result.stderr
+
+
+def test_lora_check_exit_codes(tmp_path):
+    from ltxtune.models.lora import inject_lora, lora_state_dict_comfy, save_lora
+    from ltxtune.models.tiny import build_tiny_transformer
+
+    transformer = build_tiny_transformer()
+    inject_lora(transformer, 4, 4.0)
+    state = lora_state_dict_comfy(transformer)
+    zero = save_lora(tmp_path / "zero.safetensors", state, {"family": "tiny", "rank": "4", "alpha": "4"})
+    state = {k: v + 0.01 if "lora_B" in k else v for k, v in state.items()}
+    good = save_lora(tmp_path / "good.safetensors", state, {"family": "tiny", "rank": "4", "alpha": "4"})
+    result = runner.invoke(app, ["lora", "check", str(good)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("LoRA check of good.safetensors against tiny: OK\n  56 modules (ltxtune trains 56), rank 4, alpha 4.0")
+    result = runner.invoke(app, ["lora", "check", str(zero), "--family", "tiny", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["problems"] == ["every adapter is zero (B @ A = 0 for all 56 modules): the LoRA changes nothing"]
+    result = runner.invoke(app, ["lora", "check", str(tmp_path / "nope.safetensors")])
+    assert result.exit_code == 2 and "nope.safetensors does not exist" in result.stderr

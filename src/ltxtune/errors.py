@@ -7,6 +7,7 @@ its own HTTP status and wording (e.g. `ltxtune.protocols.fal.errors`).
 
 from __future__ import annotations
 
+import errno
 from enum import Enum
 
 
@@ -34,3 +35,30 @@ class JobError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, kind={self.kind.value}, field={self.field!r})"
+
+
+class SetupError(JobError):
+    """This server's models or devices cannot run the job (weights missing or of another family, a
+    memory preset the device lacks, a job too large for the GPU). Not the input's fault, but running
+    it again here fails the same way, so it is not retried either; the message tells the operator
+    what to change."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.INTERNAL, field: str | None = None):
+        super().__init__(message, kind, field)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is a full disk or quota: an OSError ENOSPC/EDQUOT, or
+    torch's checkpoint writer reporting one (`PytorchStreamWriter failed writing file ...: file
+    write failed`, which keeps no errno)."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen)
+        if "No space left on device" in text or ("PytorchStreamWriter" in text and "file write failed" in text):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -11,7 +11,8 @@ PHASE_LABELS = {"prepare": "preparing clips", "cache": "encoding", "train": "tra
 
 
 class ConsoleProgress:
-    """An `on_event` sink: one progress bar per phase (step/total, loss, s/step, ETA)."""
+    """An `on_event` sink: one progress bar per phase (step/total, loss, s/step, tokens/s, MFU and
+    peak memory on GPU, ETA)."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
@@ -41,11 +42,8 @@ class ConsoleProgress:
         elif isinstance(event, Progress):
             if event.phase not in self.tasks:
                 self.tasks[event.phase] = self.bar.add_task(PHASE_LABELS.get(event.phase, event.phase), total=event.total, detail="")
-            detail = ""
-            if event.loss is not None:
-                detail = f"loss {event.loss:.4f}"
-            if event.seconds_per_step is not None:
-                detail += f"  {event.seconds_per_step:.2f} s/step"
+            parts = [f"loss {event.loss:.4f}"] if event.loss is not None else []
+            detail = "  ".join(parts + event.speed_parts())
             self.bar.update(self.tasks[event.phase], completed=event.done, total=event.total, detail=detail)
         elif isinstance(event, CheckpointSaved):
             self.bar.console.print(f"checkpoint {event.index} at step {event.step}: {event.lora_path}", highlight=False)

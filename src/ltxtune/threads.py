@@ -4,7 +4,8 @@ torch's default is one intra-op thread per core of the machine, whatever this pr
 use. Two trainings (or a training and the API answering status reads) on two cores then fight over
 them, and a tiny-model step slows many-fold. So each training process takes its share of the cores
 it may actually run on: the affinity mask, capped by a cgroup CPU quota (containers), divided by the
-number of training slots that run at once. `LTXTUNE_THREADS` (or `--threads`) overrides the choice.
+number of training slots that run at once. `--threads`, `LTXTUNE_THREADS` or `OMP_NUM_THREADS` (in
+that order) override the choice.
 
 Torch-free at import; `apply_thread_policy` imports torch only when it sets the count.
 """
@@ -29,7 +30,7 @@ class ThreadChoice:
 
     def describe(self) -> str:
         if self.overridden:
-            return f"using {self.threads} CPU thread(s) ({THREADS_ENV} / --threads)"
+            return f"using {self.threads} CPU thread(s) (set by --threads, {THREADS_ENV} or OMP_NUM_THREADS)"
         cpus = f"{self.cpus:g}"
         return f"using {self.threads} CPU thread(s): {cpus} core(s) available, {self.slots} training slot(s)"
 
@@ -79,7 +80,9 @@ def choose_threads(cpus: float, slots: int = 1, override: int | str | None = Non
 
 def apply_thread_policy(slots: int = 1, override: int | None = None) -> ThreadChoice:
     """Set torch's intra-op threads for this process; returns the choice (log `choice.describe()`)."""
-    choice = choose_threads(available_cpus(), slots, override if override is not None else os.environ.get(THREADS_ENV))
+    if override is None:
+        override = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
+    choice = choose_threads(available_cpus(), slots, override)
     import torch
 
     torch.set_num_threads(choice.threads)

@@ -43,8 +43,8 @@ def test_whatif_prices_the_spec_examples_and_runs_nothing(client, example):
     answer = client.post(API, params={"whatif": "true"}, json=civitai_example(example))
     assert answer.status_code == 200, answer.text
     workflow = answer.json()
-    assert workflow["cost"] == {"base": 2750, "total": 2750}
-    assert workflow["transactions"]["list"][0] == {"type": "debit", "amount": 2750, "reason": "training"}
+    assert workflow["cost"] == {"base": 2750, "total": 2750, "tips": {"civitai": 0, "creators": 0}}
+    assert workflow["transactions"]["list"][0] == {"type": "debit", "amount": 2750, "reason": "training", "accountType": "yellow"}
     step = workflow["steps"][0]
     assert step["input"]["epochs"] == 10 and step["input"]["networkAlpha"] == 32  # defaults applied
     assert client.get(API, params={"take": 100}).json()["items"] == before
@@ -63,7 +63,7 @@ def test_example_runs_to_succeeded_with_epochs_and_callbacks(server, client):
         # the embedded worker may claim the job before the answer is built
         assert first["status"] in ("unassigned", "preparing", "processing")
         if first["status"] == "unassigned":
-            assert first["steps"][0]["jobs"][0]["queuePosition"] == {"precedingJobs": 0}
+            assert first["steps"][0]["jobs"][0]["queuePosition"] == {"support": "available", "precedingJobs": 0}
         workflow = finished(client, first["id"])
         wait_for(lambda: len(receiver.deliveries) >= 6, what="callbacks")
         deliveries = list(receiver.deliveries)
@@ -79,7 +79,7 @@ def test_example_runs_to_succeeded_with_epochs_and_callbacks(server, client):
         assert len(epoch["samples"]) == 2 and epoch["samples"][0]["width"] == 768
     lora = httpx.get(epochs[0]["model"]["url"])  # a signed URL needs no key
     assert lora.status_code == 200 and len(lora.content) == epochs[0]["model"]["size"]
-    assert workflow["cost"] == {"base": 2750, "total": 2750}
+    assert workflow["cost"] == {"base": 2750, "total": 2750, "tips": {"civitai": 0, "creators": 0}}
 
     jwks = client.get("/.well-known/jwks.json").json()
     for delivery in deliveries:
@@ -122,7 +122,7 @@ def test_dataset_error_fails_without_retry_and_is_not_billed(client):
     assert workflow["status"] == "failed"
     jobs = workflow["steps"][0]["jobs"]
     assert len(jobs) == 1 and jobs[0]["reason"] == "All training videos are too short to be trainable"
-    assert workflow["cost"] == {"base": 2200, "total": 0}
+    assert workflow["cost"] == {"base": 2200, "total": 0, "tips": {"civitai": 0, "creators": 0}}
     assert workflow["transactions"]["list"][-1]["type"] == "credit"
 
 
@@ -197,3 +197,25 @@ def test_callbacks_are_retried_in_order(client):
         assert receiver.refused == 2
         assert [d.json()["status"] for d in receiver.deliveries] == ["unassigned", "preparing", "processing", "succeeded"]
         assert workflow["status"] == "succeeded"
+
+
+def test_an_unreachable_source_url_is_400_at_submission(server, client):
+    from tests.jobs.servicekit import dataset_host
+
+    before = len(client.get(API, params={"take": 100}).json()["items"])
+    for url, reason in (
+        (f"{dataset_host()}/missing/clips.zip", "HTTP 404"),
+        ("ftp://example.com/clips.zip", "it is not an http(s):// or data: URL"),
+    ):
+        body = civitai_example(steps=100, epochs=1)
+        body["steps"][0]["input"]["trainingData"]["sourceUrl"] = url
+        refused = client.post(API, json=body)
+        assert refused.status_code == 400
+        assert refused.json()["errors"] == {"steps[0].input.trainingData.sourceUrl": [f"trainingData.sourceUrl not reachable: {reason}"]}
+    assert len(client.get(API, params={"take": 100}).json()["items"]) == before
+    # the check goes through the URL guard: a private address is refused where the server does not allow them
+    from ltxtune.api.reachability import unreachable
+
+    files = server.ctx.services.files
+    assert unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=True) is None
+    assert "127.0.0.1 resolves to 127.0.0.1, a loopback, private or link-local address" in unreachable(f"{dataset_host()}/clips.zip", "someone", files, allow_private=False)

@@ -47,6 +47,11 @@ def test_register_adds_serve_and_worker(tmp_path, monkeypatch):
     config = seen["config"]
     assert [k.name for k in config.api_keys] == ["alice", "", ""] and config.api_keys[0].key == "a-key:123"
     assert config.model.value == "tiny" and config.workers == 2 and config.port == 9
+    assert config.allowed_hosts == () and config.infra_retries == 2
+    more = ["--allowed-host", "gpu.lan", "--allowed-host", "trainer.example.com:8443", "--infra-retries", "5"]
+    result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path / "d"), *more])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].allowed_hosts == ("gpu.lan", "trainer.example.com:8443") and seen["config"].infra_retries == 5
     help_text = CliRunner().invoke(app, ["worker", "--help"])
     assert help_text.exit_code == 0 and "--data-dir" in help_text.output
 

@@ -167,3 +167,25 @@ def test_junk_is_ignored_and_duplicate_names_stay_distinct(tmp_path):
         "set/b/clip.mp4",
         "set/b/clip.txt",
     }
+
+
+@pytest.mark.parametrize("order", ["file first", "folder first"])
+def test_a_file_and_a_folder_of_the_same_name(tmp_path, order):
+    def build(z):
+        entries = [("clips/a.mp4", b"file"), ("clips/a.mp4/b.mp4", b"inside")]
+        for name, data in entries if order == "file first" else entries[::-1]:
+            z.writestr(name, data)
+
+    error = refuse(tmp_path, hostile(tmp_path, build))
+    assert str(error) == "Refused archive: 'clips/a.mp4' is both a file and a folder"
+    assert error.kind is ErrorKind.CONTENT and str(tmp_path) not in str(error)
+
+
+def test_over_long_entry_names_are_refused_without_the_whole_path(tmp_path):
+    long_part = "x" * 300 + ".mp4"
+    error = refuse(tmp_path, hostile(tmp_path, lambda z: z.writestr(f"clips/{long_part}", b"v")))
+    assert "has a name longer than 255 bytes" in str(error) and "(310 characters)" in str(error)
+    assert long_part not in str(error) and str(tmp_path) not in str(error)
+    deep = "/".join(["d" * 200] * 8) + "/a.mp4"
+    error = refuse(tmp_path, hostile(tmp_path, lambda z: z.writestr(deep, b"v")))
+    assert "has a path longer than 1024 characters" in str(error) and deep not in str(error)

@@ -165,7 +165,7 @@ def test_empty_file_and_unknown_scheme(tmp_path):
 def test_redirect_to_a_private_address_is_refused(http_root, small_zip, tmp_path, monkeypatch):
     """Every connection is checked, so a public URL cannot redirect into the private network.
     Here the first address checked counts as public; the redirect's new host does not."""
-    import ltxtune.data.fetch as fetch_module
+    import ltxtune.netguard as fetch_module
 
     folder, base = http_root
     (folder / "data.zip").write_bytes(small_zip.read_bytes())

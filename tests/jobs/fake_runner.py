@@ -12,10 +12,14 @@ Behaviour is steered by query parameters of the dataset URL:
     dataset=missing    DatasetError 400 "trainingData.sourceUrl not reachable"
     crash=once|always  the process kills itself (SIGKILL) halfway, on the first / every run
     error=once|always  raises RuntimeError("CUDA out of memory ...") halfway
+    disk_full=oserror|torch  from halfway on, every file write fails as on a full disk (ENOSPC, or
+                       torch's checkpoint writer's error, which carries no errno)
 """
 
 from __future__ import annotations
 
+import hashlib
+import errno
 import json
 import os
 import signal
@@ -36,6 +40,7 @@ def _dataset_error(message: str, status: int) -> Exception:
 
 
 STATE_EVERY = 10
+DISK_FULL = {"as": None}  # set halfway by the disk_full knob
 
 
 def _knobs(url: str) -> dict[str, str]:
@@ -43,6 +48,10 @@ def _knobs(url: str) -> dict[str, str]:
 
 
 def _write(path: Path, data: bytes) -> Path:
+    if DISK_FULL["as"] == "oserror":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if DISK_FULL["as"] == "torch":
+        raise RuntimeError(f"[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file {path}: file write failed")
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -72,6 +81,9 @@ def run_job(plan, work_dir: Path, *, settings, on_event, should_stop) -> JobOutp
     if knobs.get("dataset") == "missing":
         raise _dataset_error("trainingData.sourceUrl not reachable", 400)
     on_event(LogLine(f"prepared dataset from {plan.dataset.source_url} for {plan.family.value}"))
+    if plan.dataset.source_url.startswith("file:") and settings.allow_local_files:  # an upload of this server
+        data = Path(urlsplit(plan.dataset.source_url).path).read_bytes()
+        on_event(LogLine(f"read the uploaded archive: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"))
     on_event(Progress("prepare", 1, 1))
 
     checkpoint_steps = sorted(plan.checkpoints.steps)
@@ -89,6 +101,7 @@ def run_job(plan, work_dir: Path, *, settings, on_event, should_stop) -> JobOutp
                 os.kill(os.getpid(), signal.SIGKILL)
             if knobs.get("error") == "always" or (knobs.get("error") == "once" and first_run):
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            DISK_FULL["as"] = knobs.get("disk_full")
         loss = 1.0 / (1.0 + 0.01 * step)
         if step % log_every == 0 or step == total:
             per_step = (time.monotonic() - started) / (step - first + 1)

@@ -181,9 +181,42 @@ class Receiver:
         self.server.server_close()
 
 
+class DatasetHost:
+    """A loopback host answering every GET with a few bytes (404 under /missing/): what Civitai's
+    submit-time reachability check asks of a dataset URL. The fake runner reads only the URL."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                missing = self.path.startswith("/missing/")
+                self.send_response(404 if missing else 206)
+                self.send_header("Content-Length", "1")
+                self.end_headers()
+                self.wfile.write(b"P")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+_DATASETS: list[DatasetHost] = []
+
+
+def dataset_host() -> str:
+    """The base URL of the one DatasetHost of this test process (started on first use)."""
+    if not _DATASETS:
+        _DATASETS.append(DatasetHost())
+    return _DATASETS[0].url
+
+
 def civitai_example(name: str = "civitai-ltx23.json", *, url: str = "http://data.invalid/clips.zip?run_s=1", **input_changes: Any) -> dict:
+    """A spec example with `url` as its dataset; `http://data.invalid/...` (what the fake runner
+    steers by) is served by the DatasetHost, so that the reachability check passes."""
     body = json.loads((EXAMPLES / name).read_text())
-    body["steps"][0]["input"]["trainingData"]["sourceUrl"] = url
+    body["steps"][0]["input"]["trainingData"]["sourceUrl"] = url.replace("http://data.invalid/", f"{dataset_host()}/")
     body["steps"][0]["input"].update(input_changes)
     return body
 

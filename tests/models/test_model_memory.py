@@ -81,9 +81,16 @@ def test_nf4_on_cpu_is_refused_naming_what_works():
         resolve_memory("fp4", None, None, CPU)
 
 
-def test_auto_without_a_planner_is_bf16_without_offload():
-    choice = resolve_memory("auto", None, None, CPU)
+def test_auto_on_a_cpu_is_the_base_as_loaded_with_the_planners_estimate():
+    from ltxtune.protocols import build_plan
+    from ltxtune.specs.common import Family
+
+    body = {"training_data_url": "https://example.com/clips.zip", "number_of_steps": 100}
+    plan = build_plan("fal-ai/ltx23-trainer-v2/t2v", body).with_family(Family.TINY)
+    choice = resolve_memory("auto", plan, "tiny", CPU)
     assert (choice.preset, choice.offload_blocks) == (MemoryPreset(WeightFormat.bf16), 0)
+    assert choice.reason.startswith("no CUDA device: the model runs in float32 in host RAM")
+    assert choice.estimate.device_type == "cpu" and choice.estimate.peak > 0
 
 
 def test_bad_offload_counts_are_refused():

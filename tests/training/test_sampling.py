@@ -18,7 +18,8 @@ from ltxtune.models.families import get_family
 from ltxtune.models.lora import inject_lora, lora_layers
 from ltxtune.specs.common import Bucket
 from ltxtune.specs.plan import ValidationPrompt, ValidationRules
-from ltxtune.training.reel import Mp4Writer, make_reel, preview_label
+from ltxtune.media.encode import H264Writer as Mp4Writer
+from ltxtune.training.reel import make_reel, preview_label
 from ltxtune.training.sampling import (
     PreviewComponents,
     PreviewError,

@@ -77,7 +77,9 @@ def test_first_step_loss_is_pinned(archives, cache_dir, tmp_path):
     assert outputs.losses[0] == pytest.approx(FIRST_LOSS, rel=1e-4)
 
 
-FIRST_LOSS = 1.6100844  # measured: seed 42, tiny family, one thread (tests/conftest.py)
+# measured: seed 42, tiny family, one thread (tests/conftest.py). Was 1.6100844 while fitting scaled through
+# RGB; fitting in YUV gives the same pictures within codec tolerance (tests/media) and moves it by 0.08%.
+FIRST_LOSS = 1.6088179
 
 
 def _examples_and_transformer(plan, prepared, cache_dir):
@@ -217,3 +219,32 @@ def test_a_second_job_on_the_same_data_skips_straight_to_training(tmp_path):
     assert encodings(first, "one") == ["encoding 1 caption(s) with the tiny text encoder", "encoding 1 clip(s) with the tiny VAEs"]
     assert encodings(first, "two") == []  # everything cached
     assert encodings(recaptioned, "three") == ["encoding 1 caption(s) with the tiny text encoder"]  # only what changed
+
+
+def test_the_final_lora_is_checked_and_a_failing_one_fails_the_job(archives, cache_dir, tmp_path, monkeypatch):
+    from ltxtune.events import LogLine
+    from ltxtune.errors import ErrorKind
+    from ltxtune.jobs.child import failure_message
+    from ltxtune.models.lora_check import LoraCheckFailed
+    from ltxtune.training import job
+
+    plan = short(plan_for(archives["one"], with_audio=False), 1)
+    outputs, events = run(plan, tmp_path / "ok", cache_dir)
+    check = json.loads(outputs.config_path.read_text())["lora_check"]
+    assert (check["verdict"], check["family"], check["rank"], check["problems"]) == ("ok", "tiny", 32, [])
+    assert check["block_change_max"] > 0
+    logged = [e.message for e in events if isinstance(e, LogLine)]
+    assert any(m.startswith("LoRA check of lora.safetensors against tiny: OK") for m in logged)
+
+    def poisoned(transformer, **kwargs):
+        state = lora_state_dict_comfy(transformer, **kwargs)
+        return {k: v * float("nan") if ".attn1.to_q." in k else v for k, v in state.items()}
+
+    monkeypatch.setattr(job, "lora_state_dict_comfy", poisoned)
+    with pytest.raises(LoraCheckFailed) as failure:
+        run(plan, tmp_path / "nan", cache_dir)
+    assert str(failure.value).startswith("the trained LoRA failed its check: 4 tensors hold NaN or Inf: diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight")
+    message = failure_message(failure.value)  # what the child tells the worker: end the job, no retry, billed 0
+    assert (message.kind, message.retryable) == (ErrorKind.INTERNAL, False)
+    config = json.loads((tmp_path / "nan" / "outputs" / "config.json").read_text())
+    assert config["lora_check"]["verdict"] == "failed"

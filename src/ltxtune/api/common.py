@@ -4,16 +4,15 @@ never the other way round."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
-from ltxtune.api.errors import ApiError, InvalidJson
+from ltxtune.api.budget import BodyLimits, decode_json
+from ltxtune.api.errors import ApiError
+from ltxtune.api.waits import JobWatch
 from ltxtune.jobs.config import LOCAL_OWNER, ServiceConfig, key_owner
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import JobSnapshot, NewJob
@@ -37,6 +36,8 @@ class ApiContext:
 
     def __post_init__(self) -> None:
         self._keys = {key.owner: key for key in self.config.api_keys}
+        self.watch = JobWatch(self.services.store)
+        self.services.listeners.append(self.watch.changed)
 
     def caller(self, request: Request) -> Caller:
         """The owner of the key in `Authorization: Key <key>` or `Bearer <key>`.
@@ -53,6 +54,8 @@ class ApiContext:
         return Caller(key.owner, key.user_id)
 
     def base_url(self, request: Request) -> str:
+        """Links are built on the configured public URL, else on the request's own, whose Host
+        `ltxtune.api.guards.RequestGuard` has already checked against the allow-list."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
@@ -99,11 +102,10 @@ def context(request: Request) -> ApiContext:
 
 
 async def read_json(request: Request) -> Any:
+    """The body's JSON value within the server's budget (`ltxtune.api.budget`), or BodyRefused."""
     raw = await request.body()
-    try:
-        return json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as failure:
-        raise InvalidJson(f"the request body is not valid JSON: {failure}") from None
+    limits = BodyLimits(max_bytes=context(request).config.max_body_bytes)
+    return decode_json(raw, limits)
 
 
 def without_inline_data(value: Any, limit: int = 1024) -> Any:
@@ -125,10 +127,24 @@ def truthy(value: str | None) -> bool:
 POLL_S = 0.25
 
 
-async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float) -> JobSnapshot:
-    """The job's latest snapshot once it has ended, or when `seconds` have passed."""
-    deadline = time.monotonic() + seconds
-    while not snapshot.job.terminal and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        snapshot = await run_in_threadpool(ctx.services.store.snapshot, snapshot.job.id)
-    return snapshot
+def wait_seconds(value: str | None, most: float, refuse: Any) -> float:
+    """A `?wait=` value: a finite number of seconds from 0 to `most`; `refuse(message)` makes the
+    error raised otherwise."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        seconds = float(value) if len(value) <= 32 else float("nan")
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or not 0 <= seconds <= most:
+        raise refuse(f"must be a number of seconds from 0 to {most:.0f}")
+    return seconds
+
+
+async def wait_until_ended(ctx: "ApiContext", snapshot: JobSnapshot, seconds: float, request: Request | None = None) -> JobSnapshot:
+    """The job's latest snapshot once it has ended, or when `seconds` have passed; with `request`,
+    `ClientGone` as soon as its client disconnects (`ltxtune.api.waits`)."""
+    if snapshot.job.terminal or seconds <= 0:
+        return snapshot
+    latest = await ctx.watch.until_ended(snapshot.job.id, seconds, request)
+    return latest or snapshot

@@ -29,7 +29,9 @@ def download(request: Request, file_id: str, name: str) -> Response:
     record = ctx.services.store.file(file_id)
     expires, sig = request.query_params.get("expires"), request.query_params.get("sig")
     if expires is not None or sig is not None:
-        if expires is not None and expires.isdigit() and int(expires) < time.time():
+        if expires is not None and not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+            raise ApiError(400, "expires: must be the whole number of seconds the file URL was signed with", error_type="invalid_url")
+        if expires is not None and int(expires) < time.time():
             raise ApiError(403, "This file URL has expired; fetch the job again for a fresh one", error_type="url_expired")
         if not ctx.services.files.verify(file_id, expires, sig):
             raise ApiError(403, "Invalid file URL signature", error_type="forbidden")

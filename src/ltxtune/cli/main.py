@@ -3,14 +3,15 @@
     validate | price | prepare | train      ltxtune.cli.train
     serve | worker                          ltxtune.cli.serve
     db migrate | status                     ltxtune.cli.ops
-    models list | export                    ltxtune.cli.models
+    models list | inspect | convert | export  ltxtune.cli.models
+    lora check                              ltxtune.cli.lora
 """
 
 from __future__ import annotations
 
 import typer
 
-from ltxtune.cli import models, ops, serve, train
+from ltxtune.cli import lora, models, ops, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -21,3 +22,4 @@ train.register(app)
 serve.register(app)
 ops.register(app)
 app.add_typer(models.app, name="models")
+app.add_typer(lora.app, name="lora")

@@ -18,12 +18,12 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from ltxtune.cli.options import ALLOW_PRIVATE_HELP, MEMORY_HELP, check_memory, command_from, fail, option, parse_gpus, parse_model, parse_prices, setup_logging
-from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, load_api_keys
+from ltxtune.jobs.config import DEFAULT_RUNNER, KEYS_ENV, ServiceConfig, is_loopback, load_api_keys
 from ltxtune.jobs.store import is_database_url
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class RunnerSettings:
     heartbeat: float = option(5.0, "--heartbeat", help="Seconds between heartbeats of a running job.")
     stale_after: float = option(60.0, "--stale-after", help="A running job without a heartbeat this long is resumed elsewhere.")
     memory: str = option("auto", "--memory", callback=check_memory, help=MEMORY_HELP)
+    infra_retries: int = option(2, "--infra-retries", min=0, help="Times a job whose training process was killed (by a signal) resumes from its last checkpoint.")
     verbose: bool = option(False, "--verbose", "-v", help="Log debug messages.")
 
     def config(self, **more) -> ServiceConfig:
@@ -64,6 +65,7 @@ class RunnerSettings:
             heartbeat_s=self.heartbeat,
             stale_after_s=self.stale_after,
             memory=self.memory,
+            infra_retries=self.infra_retries,
             **{"workers": self.workers, **more},
         )
 
@@ -75,10 +77,15 @@ class ServeSettings(RunnerSettings):
     keys_file: Path | None = option(None, "--keys-file", help=f"API keys, one per line (`key` or `name key`), or JSON; also {KEYS_ENV}.")
     model: str | None = option(None, "--model", help="Train every job on this model family instead (`tiny`: a weightless demo).")
     public_url: str | None = option(None, "--public-url", help="Base URL for links in results and webhooks (default: the request's host).")
+    allowed_host: list[str] | None = option(None, "--allowed-host", help="A Host name clients may use (repeatable); links are built on it. Loopback names are allowed when bound to loopback.")
     url_ttl: int = option(24 * 3600, "--url-ttl", help="Seconds a file URL stays valid.")
     ssl_certfile: Path | None = option(None, "--ssl-certfile", help="TLS certificate (PEM); clients that speak only https need one.")
     ssl_keyfile: Path | None = option(None, "--ssl-keyfile", help="TLS private key (PEM).")
     no_worker: bool = option(False, "--no-worker", help="Run the API only (workers run elsewhere: `ltxtune worker`).")
+    cors_origin: Optional[List[str]] = option(
+        None, "--cors-origin", metavar="ORIGIN", help="An origin browsers may call this server from, e.g. https://app.example.com (repeat for more; `*`: any). Default: none."
+    )
+    max_upload_mib: int = option(8192, "--max-upload-mib", min=1, help="The largest file one upload may store, in MiB.")
 
     def service_config(self) -> ServiceConfig:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -90,9 +97,12 @@ class ServeSettings(RunnerSettings):
             api_keys=load_api_keys(self.keys_file),
             model=parse_model(self.model),
             public_url=self.public_url,
+            allowed_hosts=tuple(self.allowed_host or ()),
             url_ttl_s=self.url_ttl,
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
+            cors_origins=tuple(self.cors_origin or ()),
+            max_upload_bytes=self.max_upload_mib * 2**20,
         )
 
 
@@ -115,6 +125,12 @@ def serve(config: ServiceConfig) -> None:
     if note:
         print(f"ltxtune: {note}", file=sys.stderr)
     config = config.with_(host=host)
+    if not is_loopback(host) and not config.public_url and not config.allowed_hosts:
+        print(
+            f"ltxtune: listening on {host} without --public-url or --allowed-host: requests are answered only for "
+            "the names this address has; give the name clients use",
+            file=sys.stderr,
+        )
     try:
         app = create_app(config)
     except Exception as error:  # an unreachable or unmigrated store: say so, no traceback

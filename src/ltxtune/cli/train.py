@@ -32,6 +32,29 @@ def plan_from_file(endpoint: str, request_path: Path, prices: PriceTable | None 
         raise typer.Exit(2) from None
 
 
+def memory_lines(plan: TrainingPlan, memory: str) -> list[str]:
+    """The planner's estimate for a preset; for `auto`, also what it picks on common GPU sizes."""
+    from ltxtune.models.planner import GiB, MemoryDoesNotFit, choose_memory, estimate_memory, memory_summary_lines
+    from ltxtune.specs.memory import parse_memory
+
+    try:
+        preset = parse_memory(memory)
+    except ValueError as error:
+        raise fail(f"--memory: {error}") from None
+    lines = memory_summary_lines(estimate_memory(plan, plan.family.value, preset))
+    if preset is None:
+        picks = []
+        for size in (80, 48, 32, 24):
+            try:
+                choice = choose_memory(plan, plan.family.value, size * GiB)
+                blocks = f" ({choice.offload_blocks} blocks offloaded)" if choice.offload_blocks else ""
+                picks.append(f"{size} GiB: {choice.preset.name}{blocks}")
+            except MemoryDoesNotFit:
+                picks.append(f"{size} GiB: does not fit")
+        lines.append("auto picks by free GPU memory: " + "; ".join(picks))
+    return lines
+
+
 def resolve_local_source(plan: TrainingPlan, request_path: Path) -> TrainingPlan:
     """On the command line a dataset may be a local path, relative to the request file's folder."""
     url = plan.dataset.source_url
@@ -55,9 +78,14 @@ def plan_for_run(endpoint: str, request: Path, model: str | None, continue_from:
     return plan
 
 
-def validate(endpoint: str = ENDPOINT, request: Path = REQUEST) -> None:
-    """Print the normalised training plan as JSON (exit 0), or every error (exit 2)."""
-    typer.echo(plan_from_file(endpoint, request).to_json())
+def validate(endpoint: str = ENDPOINT, request: Path = REQUEST, memory: str = MEMORY) -> None:
+    """Print the normalised training plan as JSON (exit 0), or every error (exit 2).
+
+    The memory estimate of each phase goes to stderr (stdout stays the plan)."""
+    plan = plan_from_file(endpoint, request)
+    typer.echo(plan.to_json())
+    for line in memory_lines(plan, memory):
+        typer.echo(line, err=True)
 
 
 def price(endpoint: str = ENDPOINT, request: Path = REQUEST, prices: Path | None = PRICES) -> None:
@@ -97,6 +125,8 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     allow_private_urls: bool = ALLOW_PRIVATE,
     memory: str = MEMORY,
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: this process's share of "
+                                       "the cores it may use; also LTXTUNE_THREADS)."),
 ) -> None:
     """Run a whole training job: prepare, cache, train, previews, outputs."""
     from ltxtune.data.errors import DatasetError
@@ -108,7 +138,7 @@ def train(
 
     plan = plan_for_run(endpoint, request, model, continue_from)
     settings = RunSettings(cache_dir=cache_dir, allow_local_files=True, allow_private_urls=allow_private_urls, device=device,
-                           memory=memory)
+                           memory=memory, threads=threads)
     with ConsoleProgress() as progress:
         try:
             outputs = run_job(plan, out, settings=settings, on_event=progress)

@@ -8,24 +8,30 @@ For the trainer: `read_video(path)` gives a fitted clip's frames (F, H, W, 3) ui
 
 from __future__ import annotations
 
-from ltxtune.data.audio import read_wav
-from ltxtune.data.debug import DEBUG_ARCHIVE, write_debug_archive
-from ltxtune.data.errors import DatasetError
-from ltxtune.data.manifest import PreparedDataset, Sample, Skipped
-from ltxtune.data.prepare import TOO_SHORT, prepare_dataset
-from ltxtune.data.summary import summarise
-from ltxtune.data.video import read_video
+import importlib
 
-__all__ = [
-    "DEBUG_ARCHIVE",
-    "DatasetError",
-    "PreparedDataset",
-    "Sample",
-    "Skipped",
-    "TOO_SHORT",
-    "prepare_dataset",
-    "read_video",
-    "read_wav",
-    "summarise",
-    "write_debug_archive",
-]
+# Names resolve on first use, so a fitting worker that imports `ltxtune.data.fit` does not load the
+# whole preparation stack (archive handling, scene detection, request models) it never runs.
+_EXPORTS = {
+    "DEBUG_ARCHIVE": "ltxtune.data.debug",
+    "write_debug_archive": "ltxtune.data.debug",
+    "DatasetError": "ltxtune.data.errors",
+    "PreparedDataset": "ltxtune.data.manifest",
+    "Sample": "ltxtune.data.manifest",
+    "Skipped": "ltxtune.data.manifest",
+    "TOO_SHORT": "ltxtune.data.prepare",
+    "prepare_dataset": "ltxtune.data.prepare",
+    "summarise": "ltxtune.data.summary",
+    "read_video": "ltxtune.data.video",
+    "read_wav": "ltxtune.data.audio",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ltxtune.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

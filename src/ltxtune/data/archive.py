@@ -67,6 +67,33 @@ def clean_name(raw: str) -> str:
     return "/".join(parts)
 
 
+MAX_NAME_BYTES = 255  # one path component, as most file systems allow
+MAX_PATH_CHARS = 1024
+
+
+def _short(name: str, keep: int = 80) -> str:
+    return name if len(name) <= keep else f"{name[:keep]}... ({len(name)} characters)"
+
+
+def check_name_lengths(raw: str, name: str) -> None:
+    if len(name) > MAX_PATH_CHARS:
+        raise DatasetError(f"Refused archive: entry {_short(raw)!r} has a path longer than {MAX_PATH_CHARS} characters")
+    for part in name.split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise DatasetError(f"Refused archive: entry {_short(raw)!r} has a name longer than {MAX_NAME_BYTES} bytes")
+
+
+def check_no_file_folder_clash(names: list[str]) -> None:
+    """Refuse an archive holding a file `a` and also entries under a folder `a/`."""
+    files = set(names)
+    for name in names:
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in files:
+                raise DatasetError(f"Refused archive: {_short(folder)!r} is both a file and a folder")
+
+
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
     mode = info.external_attr >> 16
     return info.create_system == 3 and stat.S_ISLNK(mode)
@@ -86,6 +113,7 @@ def check_entries(infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> list[t
     total = compressed = 0
     for info in infos:
         name = clean_name(info.filename)
+        check_name_lengths(info.filename, name)
         if _is_symlink(info):
             raise DatasetError(f"Refused archive: entry {info.filename!r} is a symbolic link")
         if _is_special(info):
@@ -112,6 +140,7 @@ def check_entries(infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> list[t
                 f"times (limit {limits.max_ratio:.0f}); this looks like a zip bomb"
             )
         entries.append((info, name))
+    check_no_file_folder_clash([name for _, name in entries])
     if total > limits.max_total_bytes:
         raise DatasetError(
             f"Refused archive: {human_size(total)} uncompressed, more than the {human_size(limits.max_total_bytes)} allowed"
@@ -158,17 +187,20 @@ def extract_archive(
 
 
 def _write_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(info) as source, open(target, "xb") as out:
             while chunk := source.read(1 << 20):
                 written += len(chunk)
                 if written > info.file_size:
                     raise DatasetError(f"Refused archive: entry {info.filename!r} is larger than its header says")
                 out.write(chunk)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as error:
-        raise DatasetError(f"Refused archive: entry {info.filename!r} cannot be extracted ({error})") from error
+    except OSError as error:  # its message would name a server path: keep only the reason
+        reason = error.strerror or type(error).__name__
+        raise DatasetError(f"Refused archive: entry {_short(info.filename)!r} cannot be extracted ({reason})") from error
+    except (zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as error:
+        raise DatasetError(f"Refused archive: entry {_short(info.filename)!r} cannot be extracted ({error})") from error
     except Exception as error:  # zlib.error, lzma.LZMAError: damaged compressed data
         if isinstance(error, DatasetError):
             raise

@@ -1,11 +1,10 @@
 """Fetch the training archive: `http(s)://`, `data:` URIs, and local files from the command line.
 
 - Remote fetches are streamed to disk under a size cap, with connect/read timeouts and an overall
-  deadline. Every TCP connection, redirects included, is checked at connect time against the
-  address it actually dials: loopback, private, link-local, shared, reserved and multicast
-  addresses are refused unless the operator allows private URLs, so a training URL cannot be
-  used to reach the server's own network (this also defeats DNS rebinding). Environment proxies
-  are not used, for the same reason.
+  deadline. Every TCP connection, redirects included, goes through `ltxtune.netguard`: the host
+  is resolved once, non-public addresses are refused unless the operator allows private URLs, and
+  the checked address is the one dialled, so a training URL cannot reach the server's own network
+  (DNS rebinding included). Environment proxies are not used, for the same reason.
 - `data:` URIs (what fal-client's `encode_file` sends) are decoded to a file under the same cap.
 - Local paths and `file://` URLs are read in place, only when `allow_local_files` (command line).
 - Whatever was fetched must be a zip archive; every failure here is a `DatasetError` with
@@ -16,19 +15,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import socket
 import time
 import urllib.parse
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpcore
 import httpx
 
 from ltxtune.data.errors import DatasetError, human_size, source_error
 from ltxtune.errors import ErrorKind
+from ltxtune.events import ShouldStop, Stopped, never_stop
+from ltxtune.netguard import GuardedTransport, RefusedUrl, is_public_address, precheck
+
+__all__ = ["FetchLimits", "ensure_zip", "fetch_file", "fetch_source", "is_public_address"]
 
 GiB = 1024**3
 ARCHIVE_NAME = "source.zip"
@@ -43,10 +43,6 @@ class FetchLimits:
     max_redirects: int = 5
 
 
-class BlockedAddress(Exception):
-    """A connection to a non-public address was refused."""
-
-
 def fetch_source(
     url: str,
     dest_dir: Path,
@@ -55,10 +51,12 @@ def fetch_source(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
+    should_stop: ShouldStop = never_stop,
 ) -> Path:
-    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself."""
+    """The zip archive `url` points to: a file under `dest_dir`, or the local file itself.
+    `should_stop` is asked between downloaded chunks (Stopped when it says so)."""
     path = fetch_file(url, dest_dir / ARCHIVE_NAME, field=field, allow_local_files=allow_local_files,
-                      allow_private_urls=allow_private_urls, limits=limits)
+                      allow_private_urls=allow_private_urls, limits=limits, should_stop=should_stop)
     ensure_zip(path, field)
     return path
 
@@ -71,12 +69,16 @@ def fetch_file(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     limits: FetchLimits = FetchLimits(),
+    should_stop: ShouldStop = never_stop,
 ) -> Path:
     """Any file `url` points to (a validation image, a reference video): `dest`, or the local file itself."""
     url = url.strip()
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as error:
+        raise source_error(field, f"the URL is malformed ({error})") from None
     if scheme in ("http", "https"):
-        return _download(url, dest, field, allow_private_urls, limits)
+        return _download(url, dest, field, allow_private_urls, limits, should_stop)
     if scheme == "data":
         return _decode_data_uri(url, dest, field, limits)
     if scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
@@ -139,57 +141,14 @@ def _decode_data_uri(url: str, dest: Path, field: str, limits: FetchLimits) -> P
     return dest
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-    return ip.is_global and not ip.is_multicast
-
-
-class _GuardedBackend(httpcore.SyncBackend):
-    """Dials only checked addresses; TLS still verifies the certificate against the host name."""
-
-    def __init__(self, allow_private: bool):
-        self.allow_private = allow_private
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        host = host.strip("[]")
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as error:
-            raise httpcore.ConnectError(f"cannot resolve host {host!r} ({error.strerror})") from error
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        allowed = [a for a in addresses if self.allow_private or is_public_address(a)]
-        if not allowed:
-            raise BlockedAddress(
-                f"{host} resolves to {', '.join(addresses)}, a loopback, private or link-local address; "
-                "only public addresses are fetched (an operator can allow private URLs)"
-            )
-        error: Exception | None = None
-        for address in allowed:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as failure:
-                error = failure
-        raise error  # type: ignore[misc]
-
-
-class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, allow_private: bool):
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            network_backend=_GuardedBackend(allow_private),
-        )
-
-
-def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits) -> Path:
+def _download(url: str, dest: Path, field: str, allow_private: bool, limits: FetchLimits, should_stop: ShouldStop) -> Path:
+    try:
+        precheck(url, allow_private=allow_private)
+    except RefusedUrl as error:
+        raise source_error(field, str(error)) from None
     timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
     client = httpx.Client(
-        transport=_GuardedTransport(allow_private),
+        transport=GuardedTransport(allow_private),
         timeout=timeout,
         follow_redirects=True,
         max_redirects=limits.max_redirects,
@@ -210,7 +169,7 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
                 )
             received = 0
             with open(dest, "wb") as out:
-                for chunk in response.iter_bytes(1 << 20):  # decoded: a gzip body counts at full size
+                for chunk in response.iter_bytes():  # as it arrives, so a stop is seen soon; decoded: a gzip body counts at full size
                     received += len(chunk)
                     if received > limits.max_bytes:
                         raise source_error(
@@ -218,11 +177,13 @@ def _download(url: str, dest: Path, field: str, allow_private: bool, limits: Fet
                         )
                     if time.monotonic() > deadline:
                         raise source_error(field, f"the download took longer than {limits.total_timeout_s:.0f} s")
+                    if should_stop():
+                        raise Stopped("stopped while downloading the dataset")
                     out.write(chunk)
-    except DatasetError:
+    except (DatasetError, Stopped):
         dest.unlink(missing_ok=True)
         raise
-    except BlockedAddress as error:
+    except RefusedUrl as error:
         dest.unlink(missing_ok=True)
         raise source_error(field, str(error)) from None
     except httpx.TooManyRedirects:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from ltxtune.data.audio import AudioError, decode_window, fit_audio, write_wav
 from ltxtune.data.probe import MediaInfo, ProbeError, open_image
 from ltxtune.data.references import transform
-from ltxtune.data.video import FitError, fitted_frames, sample_times, write_fitted
+from ltxtune.data.video import FitError, fitted_yuv_frames, sample_times, write_fitted
 
 SAMPLES_DIR = "samples"
 
@@ -89,7 +89,7 @@ def _fit_video(job: FitJob) -> FitResult:
     if job.reference is None and job.reference_transform:
         reference_rel = _relative(job, "_ref.mp4")
         derived = (job.root / reference_rel, transform(job.reference_transform))
-    frames = fitted_frames(job.path, job.info, times, job.width, job.height)
+    frames = fitted_yuv_frames(job.path, job.info, times, job.width, job.height)
     written = write_fitted(
         frames, job.root / media, job.fps, audio=samples, audio_rate=job.audio.rate if job.audio else 0, derived=derived
     )
@@ -97,7 +97,7 @@ def _fit_video(job: FitJob) -> FitResult:
         raise FitError(f"produced {written} frames instead of {job.frames}")
     if job.reference is not None and job.reference_info is not None:
         reference_rel = _relative(job, "_ref.mp4")
-        reference_frames = fitted_frames(job.reference, job.reference_info, times, job.width, job.height)
+        reference_frames = fitted_yuv_frames(job.reference, job.reference_info, times, job.width, job.height)
         try:
             written = write_fitted(reference_frames, job.root / reference_rel, job.fps)
         except FitError as error:

@@ -46,7 +46,7 @@ from ltxtune.data.scenes import detect_scenes
 from ltxtune.data.summary import summarise
 from ltxtune.specs.common import Mode
 from ltxtune.specs.plan import TrainingPlan
-from ltxtune.events import LogLine, OnEvent, Progress, ignore_event
+from ltxtune.events import LogLine, OnEvent, Progress, ShouldStop, Stopped, ignore_event, never_stop
 
 TOO_SHORT = "All training videos are too short to be trainable"
 # Fitting runs in worker processes when the decoding work is at least this many pixel-frames.
@@ -65,16 +65,18 @@ def prepare_dataset(
     allow_local_files: bool = False,
     allow_private_urls: bool = False,
     on_event: OnEvent = ignore_event,
+    should_stop: ShouldStop = never_stop,
     workers: int | None = None,
     fetch_limits: FetchLimits = DEFAULT_FETCH_LIMITS,
     archive_limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS,
 ) -> PreparedDataset:
-    """Fetch `plan.dataset.source_url`, fit every sample, write `work_dir/prepared`; return it."""
+    """Fetch `plan.dataset.source_url`, fit every sample, write `work_dir/prepared`; return it.
+    `should_stop` is asked during the download and between files: Stopped when it says so."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     rules = plan.dataset
     field = rules.source_field
-    log = _Log(on_event)
+    log = _Log(on_event, should_stop)
     download, extracted_dir, root = work_dir / "download", work_dir / "extracted", work_dir / "prepared"
     _remove(root, work_dir / DEBUG_ARCHIVE)  # never leave a previous run's dataset looking current
     succeeded = False
@@ -86,6 +88,7 @@ def prepare_dataset(
             allow_local_files=allow_local_files,
             allow_private_urls=allow_private_urls,
             limits=fetch_limits,
+            should_stop=should_stop,
         )
         log.info(f"Fetched the training archive ({archive.stat().st_size / 2**20:.1f} MiB)")
         extracted = extract_archive(archive, extracted_dir, wanted=WANTED, limits=archive_limits)
@@ -105,7 +108,7 @@ def prepare_dataset(
                 f"trainingData.count is {rules.expected_count}, but the archive holds {matched.count} media files"
             )
         log.report(skipped, warnings)
-        probed = _probe(matched.items, skipped)
+        probed = _probe(matched.items, skipped, log)
         root.mkdir(parents=True)
         jobs, too_short = _plan_jobs(plan, probed, root, skipped, log)
         log.report(skipped, warnings)
@@ -142,9 +145,15 @@ def _remove(*paths: Path) -> None:
 
 
 class _Log:
-    def __init__(self, on_event: OnEvent):
+    def __init__(self, on_event: OnEvent, should_stop: ShouldStop = never_stop):
         self.on_event = on_event
+        self.should_stop = should_stop
         self.reported = (0, 0)
+
+    def check_stop(self) -> None:
+        """Stopped if the run was asked to stop (cancel, timeout, shutdown): checked between files."""
+        if self.should_stop():
+            raise Stopped("stopped while preparing the dataset")
 
     def report(self, skipped: list[Skipped], warnings: list[str]) -> None:
         """Log the skipped files and warnings added since the last call."""
@@ -165,9 +174,10 @@ class _Log:
         self.on_event(Progress(phase="prepare", done=done, total=total))
 
 
-def _probe(items: list[MediaFile], skipped: list[Skipped]) -> list[tuple[MediaFile, MediaInfo, MediaInfo | None]]:
+def _probe(items: list[MediaFile], skipped: list[Skipped], log: _Log) -> list[tuple[MediaFile, MediaInfo, MediaInfo | None]]:
     probed = []
     for item in items:
+        log.check_stop()
         try:
             info = probe_media(item.path)
         except ProbeError as error:
@@ -316,11 +326,15 @@ def _run(jobs: list[FitJob], workers: int | None, log: _Log) -> dict[str, FitRes
         with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context) as pool:
             futures = [pool.submit(fit_sample, job) for job in jobs]
             for done, future in enumerate(as_completed(futures), start=1):
+                if log.should_stop():
+                    pool.shutdown(wait=False, cancel_futures=True)  # the clips being fitted finish; no new ones start
+                    log.check_stop()
                 result = future.result()
                 results[result.id] = result
                 log.progress(done, total)
     else:
         for done, job in enumerate(jobs, start=1):
+            log.check_stop()
             results[job.id] = fit_sample(job)
             log.progress(done, total)
     return results

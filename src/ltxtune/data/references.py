@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 REF_SUFFIX = "_ref"
@@ -31,16 +30,22 @@ CONVENTION = (
 
 
 def canny(rgb: np.ndarray) -> np.ndarray:
+    import cv2  # only workers that derive references need OpenCV
+
     edges = cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 100, 200)
     return np.ascontiguousarray(np.repeat(edges[:, :, None], 3, axis=2))
 
 
 def grayscale(rgb: np.ndarray) -> np.ndarray:
+    import cv2  # only workers that derive references need OpenCV
+
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
 
 
 def blur(rgb: np.ndarray) -> np.ndarray:
+    import cv2  # only workers that derive references need OpenCV
+
     sigma = max(rgb.shape[:2]) / 96
     return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma)
 

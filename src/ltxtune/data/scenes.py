@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 from scenedetect import ContentDetector, FrameTimecode
 
-from ltxtune.data.probe import MediaInfo, video_stream
+from ltxtune.media.probe import MediaInfo, video_stream
 
 THRESHOLD = 27.0  # PySceneDetect's default for ContentDetector
 MIN_SCENE_S = 0.5

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ltxtune.errors import ErrorKind, JobError
-from ltxtune.events import Event, JobOutputs, RunSettings, Stopped
+from ltxtune.errors import ErrorKind, JobError, is_disk_full
+from ltxtune.events import CheckpointSaved, Event, JobOutputs, Progress, RunSettings, Stopped
 
 PR_SET_PDEATHSIG = 1
 
@@ -64,10 +64,22 @@ class Failed:
 ChildMessage = EventMessage | Done | StoppedMessage | Failed
 
 
-def failure_message(error: BaseException) -> Failed:
+def failure_message(error: BaseException, where: str = "the start") -> Failed:
+    """What the parent is told of a failure; `where`: the phase the run last reported."""
     if isinstance(error, JobError):
         return Failed(error.message, kind=error.kind, field=error.field, retryable=error.retryable)
+    if is_disk_full(error):  # the same run would fill the disk again: end it, naming where
+        return Failed(f"out of disk space at {where}; free space in the data dir and submit again", kind=ErrorKind.INTERNAL, retryable=False)
     return Failed(f"{type(error).__name__}: {error_message(error)}")
+
+
+def describe_progress(event: Any, where: str) -> str:
+    """Where a run is, after `event`: `train step 40`, `the prepare phase`, ..."""
+    if isinstance(event, Progress):
+        return f"{event.phase} step {event.done}" if event.phase in ("train", "validate") else f"the {event.phase} phase"
+    if isinstance(event, CheckpointSaved):
+        return f"saving the checkpoint of step {event.step}"
+    return where
 
 
 @dataclass(frozen=True)
@@ -148,18 +160,25 @@ def child_main(args: ChildArgs, conn: Any, stop_event: Any) -> None:
     def should_stop() -> bool:
         return stop_event.is_set() or os.getppid() != args.parent_pid
 
+    where = "the start"
     try:
         _lock_work_dir(args.work_dir, args.lock_timeout_s, should_stop)
         from ltxtune.specs.plan import TrainingPlan
 
         run_job = load_runner(args.runner)
         plan = TrainingPlan.from_json(args.plan_json)
-        outputs = run_job(plan, args.work_dir, settings=args.settings, on_event=lambda e: send(EventMessage(e)), should_stop=should_stop)
+        def on_event(event: Any) -> None:
+            nonlocal where
+            where = describe_progress(event, where)
+            send(EventMessage(event))
+
+        outputs = run_job(plan, args.work_dir, settings=args.settings, on_event=on_event, should_stop=should_stop)
+        where = "writing the outputs"
         send(Done(outputs))
     except Stopped:
         send(StoppedMessage())
     except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
-        message = failure_message(error)
+        message = failure_message(error, where)
         if message.retryable:
             traceback.print_exc(file=sys.stderr)
         send(message)

@@ -53,7 +53,9 @@ class ServiceConfig:
     workers: int = 1  # GPU slots of the embedded worker; 0 runs the API only
     model: Family | None = None  # e.g. Family.TINY: every job trains this family instead
     runner: str = DEFAULT_RUNNER  # "module:function" or "/path/file.py:function"
-    public_url: str | None = None  # base of links in results and webhooks; default: the request's own
+    public_url: str | None = None  # base of links in results and webhooks; default: the request's own (if allowed)
+    allowed_hosts: tuple[str, ...] = ()  # Host header values answered besides public_url's and loopback's
+    max_body_bytes: int = 256 * 1024 * 1024  # request bodies past this are refused (413) while streaming
     url_ttl_s: int = 24 * 3600
     allow_private_urls: bool = False
     ssl_certfile: Path | None = None
@@ -67,6 +69,7 @@ class ServiceConfig:
     heartbeat_s: float = 5.0
     stale_after_s: float = 60.0  # a running job without a heartbeat for this long is reclaimed
     max_reclaims: int = 3  # resumes after a lost worker before the job fails
+    infra_retries: int = 2  # resumes after the child died by a signal (any API), on top of a request's own retries
     stop_grace_s: float = 60.0  # how long a stopping job may take to reach its next step
     # Webhook delivery.
     webhook_attempts: int = 10
@@ -74,6 +77,9 @@ class ServiceConfig:
     webhook_max_delay_s: float = 1800.0
     webhook_timeout_s: float = 10.0
     sync_wait_s: float = 3600.0  # how long a synchronous route waits for a result
+    # Browsers and uploads.
+    cors_origins: tuple[str, ...] = ()  # origins a browser may call from ("*": any); () sends no CORS headers
+    max_upload_bytes: int = 8 * 2**30  # the largest file one upload may store
 
     @property
     def db_path(self) -> Path:

@@ -38,6 +38,7 @@ class Services:
     notifier: FileNotifier = _silent
     header_prefixes: dict[str, str] = field(default_factory=dict)  # notification kind -> signature header prefix
     plan_to_run: PlanReader = _as_stored
+    listeners: list[Callable[[str], None]] = field(default_factory=list)  # told the id of every job whose status changed
 
     @classmethod
     def open(
@@ -65,6 +66,8 @@ class Services:
         return services
 
     def notifications(self, before: JobSnapshot | None, after: JobSnapshot) -> list[Notification]:
+        for listener in self.listeners:  # quick and non-blocking: this runs inside the store's transaction
+            listener(after.job.id)
         return self.notifier(before, after, self.files)
 
     def dispatcher(self) -> Dispatcher:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from ltxtune import jsonsafe
 from ltxtune.errors import ErrorKind
 from ltxtune.jobs.records import Attempt, EpochRecord, FileRecord, Job, JobStatus, OutboxRecord
 
@@ -16,7 +17,7 @@ Row = Mapping[str, Any]
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=False)
+    return jsonsafe.dumps(value, separators=(",", ":"), sort_keys=False)
 
 
 def job_row(values: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def job_row(values: dict[str, Any]) -> dict[str, Any]:
 
 def job_from_row(row: Row) -> Job:
     values = {name: row[name] for name in JOB_COLUMNS}
-    values["payload"] = json.loads(values["payload"] or "{}")
+    values["payload"] = jsonsafe.loads(values["payload"] or "{}")  # never NaN, even in rows from older versions
     values["billed"] = json.loads(values["billed"]) if values["billed"] else None
     values["outputs"] = json.loads(values["outputs"]) if values["outputs"] else None
     values["status"] = JobStatus(values["status"])

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ltxtune.jobs.sql_rows import JOB_COLUMNS
+from ltxtune import jsonsafe
+from ltxtune.jobs.sql_rows import JOB_COLUMNS, dumps
 
 SCHEMA_VERSION = 3
 
@@ -181,6 +182,14 @@ def create_or_migrate(conn: sqlite3.Connection, path: Path) -> None:
             for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    repair_payloads(conn)
+
+
+def repair_payloads(conn: sqlite3.Connection) -> None:
+    """Rewrite payloads older versions stored with NaN or Infinity (not JSON: SQLite's JSON
+    functions, and so tag filters, refuse them) with those numbers as null."""
+    for job_id, payload in conn.execute("SELECT id, payload FROM jobs WHERE json_valid(payload) = 0").fetchall():
+        conn.execute("UPDATE jobs SET payload = ? WHERE id = ?", (dumps(jsonsafe.loads(payload)), job_id))
 
 
 def _statements(script: str) -> list[str]:

@@ -9,6 +9,7 @@ Keys in the object storage (by default a directory: the data dir itself):
                                      when the storage is not the data dir
 Under the data dir, on each host:
     work/<job id>/                   the trainer's work dir, kept until the job ends
+    files/uploads/<upload id>/<name> files callers uploaded (fal's storage API), one record each
     secrets/url-signing.key          HMAC key for file URLs (made once, 0600; give every host
                                      the same one)
 
@@ -31,8 +32,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
-from urllib.parse import quote
+from typing import Callable, Iterable
+from urllib.parse import quote, urlsplit
 
 from ltxtune.jobs.objects import DirectoryObjects, Objects
 from ltxtune.jobs.store import FileRecord, Job, Store
@@ -228,3 +229,118 @@ class FileStore:
         if int(expires) < now:
             return False
         return hmac.compare_digest(self._signature(file_id, int(expires)), sig)
+
+    # -- uploads --------------------------------------------------------------------------------
+    # A caller's upload is a file record of its own (job id `upload:<id>`, role `upload`), kept
+    # under files/uploads/<id>/. It is reserved first (so its URLs exist before its bytes, as the
+    # two-step upload protocols need), then written once.
+
+    def reserve_upload(self, owner: str, name: str, content_type: str) -> FileRecord:
+        upload_id = secrets.token_hex(16)
+        name = safe_name(name)
+        folder = self.files_dir / UPLOADS / upload_id
+        return self.store.put_file(f"{UPLOAD_JOB_PREFIX}{upload_id}", owner, UPLOAD_ROLE, folder / name, name, content_type, 0)
+
+    def write_upload(self, record: FileRecord, chunks: Iterable[bytes], max_bytes: int) -> FileRecord:
+        """Store an upload's bytes (replacing earlier ones); UploadTooLarge past `max_bytes`."""
+        if not is_upload(record):
+            raise ValueError(f"file {record.id} is not an upload")
+        record.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.path.parent / f".{record.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        size = 0
+        try:
+            with open(tmp, "wb") as handle:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLarge(max_bytes)
+                    handle.write(chunk)
+            os.replace(tmp, record.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.store.put_file(record.job_id, record.owner, UPLOAD_ROLE, record.path, record.name, record.content_type, size)
+
+    def write_part(self, record: FileRecord, number: int, chunks: Iterable[bytes], max_bytes: int) -> str:
+        """Store part `number` of a multipart upload; its ETag (sha256 of the bytes). All parts
+        together may hold at most `max_bytes` (UploadTooLarge)."""
+        folder = self._parts_dir(record)
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.name != str(number) and not p.name.startswith("."))
+        tmp = folder / f".{number}.{secrets.token_hex(4)}.part"
+        try:
+            with open(tmp, "wb") as handle:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLarge(max_bytes)
+                    digest.update(chunk)
+                    handle.write(chunk)
+            os.replace(tmp, folder / str(number))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest.hexdigest()
+
+    def complete_parts(self, record: FileRecord, numbers: list[int], max_bytes: int) -> FileRecord:
+        """Join the parts, in the order given, into the upload; MissingPart for one never sent."""
+        folder = self._parts_dir(record)
+        paths = [folder / str(number) for number in numbers]
+        for number, path in zip(numbers, paths):
+            if not path.is_file():
+                raise MissingPart(number)
+
+        def chunks() -> Iterable[bytes]:
+            for path in paths:
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        yield chunk
+
+        stored = self.write_upload(record, chunks(), max_bytes)
+        shutil.rmtree(folder, ignore_errors=True)
+        return stored
+
+    def _parts_dir(self, record: FileRecord) -> Path:
+        return record.path.parent / ".parts"
+
+    def upload_put_signature(self, file_id: str, expires: int) -> str:
+        """Signs the URL an upload's bytes are PUT to (distinct from its download signature)."""
+        return self._signature(f"put:{file_id}", expires)
+
+    def verify_upload_put(self, file_id: str, expires: str | None, sig: str | None, now: float | None = None) -> bool:
+        if not expires or not sig or not expires.isdigit() or int(expires) < (time.time() if now is None else now):
+            return False
+        return hmac.compare_digest(self.upload_put_signature(file_id, int(expires)), sig)
+
+    def upload_at(self, url: str, owner: str) -> FileRecord | None:
+        """The stored upload a URL of this server names (`/files/<id>/<name>` on any host, signed
+        or not: only `owner`'s own uploads resolve), if its bytes are here; else None."""
+        parts = urlsplit(url.strip())
+        match = _FILE_PATH.fullmatch(parts.path)
+        if parts.scheme.lower() not in ("http", "https") or match is None:
+            return None
+        record = self.store.file(match["id"])
+        if record is None or not is_upload(record) or record.owner != owner or not record.path.is_file():
+            return None
+        return record
+
+
+UPLOADS = "uploads"
+UPLOAD_ROLE = "upload"
+UPLOAD_JOB_PREFIX = "upload:"
+_FILE_PATH = re.compile(r"/files/(?P<id>[0-9a-f]{32})/[^/]+")
+
+
+def is_upload(record: FileRecord) -> bool:
+    return record.role == UPLOAD_ROLE and record.job_id.startswith(UPLOAD_JOB_PREFIX)
+
+
+class MissingPart(Exception):
+    def __init__(self, number: int):
+        super().__init__(f"part {number} was never uploaded")
+        self.number = number
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, max_bytes: int):
+        super().__init__(f"the upload is larger than this server's limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes

@@ -12,7 +12,8 @@ notification's kind). The public key is published at `/.well-known/jwks.json` (a
 what a receiver does. The private key is made once and kept in the data dir.
 
 Delivery: each (job, receiver) pair is a queue; its head is posted, and the next waits until the
-head was answered 2xx or given up on. A failed try is retried after base x 2^(tries-1) seconds
+head was answered 2xx or given up on. A pool of threads posts, with a limit per receiver and a
+total time limit per post, so one slow receiver cannot delay another's notifications. A failed try is retried after base x 2^(tries-1) seconds
 (capped), `webhook_attempts` tries in all (the default 10 span about two hours).
 """
 
@@ -20,11 +21,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import logging
-import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ltxtune.jobs.storage import read_or_create
 from ltxtune.jobs.store import OutboxRecord, Store
+from ltxtune.netguard import GuardedTransport, RefusedUrl
+from ltxtune.netguard import check_url as guard_url
 
 log = logging.getLogger(__name__)
 
@@ -125,30 +127,32 @@ def verify_signature(
     return False
 
 
-class UnsafeUrl(ValueError):
-    pass
+UnsafeUrl = RefusedUrl
 
 
 def check_target_url(url: str, allow_private: bool) -> None:
-    """Refuse webhook targets that are not http(s), or that resolve to loopback, private or
-    link-local addresses unless the operator allowed them (`--allow-private-urls`)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeUrl(f"must be an http(s) URL; got {url!r}")
-    if allow_private:
-        return
+    """Refuse webhook targets that are not well-formed http(s) URLs, or that resolve to non-public
+    addresses unless the operator allowed them (`--allow-private-urls`); see `ltxtune.netguard`."""
+    guard_url(url, allow_private=allow_private)
+
+
+def receiver_of(url: str) -> str:
+    """Which receiver a URL names (its host and port): the unit of the per-receiver limit."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
-        raise UnsafeUrl(f"host {parts.hostname!r} does not resolve: {error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UnsafeUrl(f"host {parts.hostname!r} resolves to a non-public address ({address}); the server refuses those")
+        parts = urlsplit(url)
+        return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
+    except ValueError:
+        return url[:200]
 
 
 class Dispatcher:
-    """A thread delivering due notifications from the outbox until stopped."""
+    """Delivers due notifications from the outbox until stopped: one thread picks the heads of the
+    queues and a pool of `workers` threads posts them, at most `per_receiver` at once to one
+    receiver (host and port), so a slow receiver holds only its own share of the pool. Every post
+    ends within `timeout_s` in all (connect, send and every read together).
+
+    Any failure of a try, including ones no HTTP library anticipates (a URL it cannot even parse),
+    counts as an attempt; after `attempts` the item is dead, with the reason in `last_error`."""
 
     def __init__(
         self,
@@ -164,6 +168,8 @@ class Dispatcher:
         poll_s: float = 0.5,
         transport: httpx.BaseTransport | None = None,
         check_url: Callable[[str, bool], None] = check_target_url,
+        workers: int = 8,
+        per_receiver: int = 2,
     ):
         self.store = store
         self.signer = signer
@@ -174,8 +180,15 @@ class Dispatcher:
         self.header_prefixes = dict(header_prefixes or {})
         self.poll_s = poll_s
         self.timeout_s = timeout_s
+        self.workers = workers
+        self.per_receiver = per_receiver
         self._check_url = check_url
+        transport = transport if transport is not None else GuardedTransport(allow_private_urls, total_timeout_s=timeout_s)
         self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ltxtune-webhook")
+        self._busy: dict[str, int] = {}
+        self._in_flight = 0
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -192,33 +205,57 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                worked = self.deliver_due()
+                self.deliver_due(wait=False)
             except Exception:
                 log.exception("webhook delivery loop failed; continuing")
-                worked = 0
-            if not worked:
-                self._wake.wait(self.poll_s)
-                self._wake.clear()
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
 
     def retry_delay(self, tries: int) -> float:
         return min(self.base_delay_s * 2 ** (tries - 1), self.max_delay_s)
 
-    def deliver_due(self) -> int:
-        """One pass: post the head of every due queue once. Returns how many were tried."""
-        tried = 0
-        for item in self.store.due_deliveries():
+    def deliver_due(self, *, wait: bool = True) -> int:
+        """One pass: hand the head of every due queue to the pool, where the pool and the
+        receiver's limit leave room. Returns how many were started; with `wait`, returns once
+        they have been tried."""
+        started: list[Future] = []
+        for item in self.store.due_deliveries(limit=200):
             if self._stop.is_set():
                 break
+            receiver = receiver_of(item.url)
+            with self._lock:
+                if self._in_flight >= self.workers or self._busy.get(receiver, 0) >= self.per_receiver:
+                    continue
             if not self.store.lease_delivery(item.id, seconds=self.timeout_s + 30.0):
                 continue
-            tried += 1
+            with self._lock:
+                self._in_flight += 1
+                self._busy[receiver] = self._busy.get(receiver, 0) + 1
+            started.append(self._pool.submit(self._run, item, receiver))
+        if wait:
+            for future in started:
+                future.result()
+        return len(started)
+
+    def _run(self, item: OutboxRecord, receiver: str) -> None:
+        try:
             self._deliver(item)
-        return tried
+        except Exception as failure:  # a poison item: count the try, so it ends dead, never re-leased forever
+            log.exception("webhook %s for job %s failed unexpectedly", item.id, item.job_id)
+            self._failed(item, f"{type(failure).__name__}: {failure}")
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._busy[receiver] -= 1
+                if not self._busy[receiver]:
+                    del self._busy[receiver]
+            self._wake.set()
 
     def _deliver(self, item: OutboxRecord) -> None:
         error: str | None = None
@@ -237,9 +274,12 @@ class Dispatcher:
             return
         except httpx.HTTPError as failure:
             error = f"{type(failure).__name__}: {failure}"
+        self._failed(item, error)
+
+    def _failed(self, item: OutboxRecord, error: str) -> None:
         tries = item.attempts + 1
         if tries >= self.attempts:
-            log.warning("webhook %s for job %s to %s: giving up after %d tries (%s)", item.id, item.job_id, item.url, tries, error)
+            log.warning("webhook %s for job %s to %r: giving up after %d tries (%s)", item.id, item.job_id, item.url, tries, error)
             self.store.delivery_failed(item.id, error, retry_at=None)
         else:
             self.store.delivery_failed(item.id, error, retry_at=time.time() + self.retry_delay(tries))

@@ -28,10 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from ltxtune.errors import ErrorKind
+from ltxtune.errors import ErrorKind, is_disk_full
 from ltxtune.jobs.capacity import Capacity, visible_gpus
-from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main
+from ltxtune.jobs.child import ChildArgs, ChildMessage, Done, EventMessage, Failed, StoppedMessage, child_main, describe_progress
 from ltxtune.jobs.config import ServiceConfig
+from ltxtune.jobs.inputs import resolve_uploads
 from ltxtune.jobs.service import Services
 from ltxtune.jobs.store import Job, JobStatus
 from ltxtune.specs.pricing import unbilled
@@ -151,7 +152,7 @@ class Worker:
         store = self.services.store
         self._register()
         store.expire_unstarted()
-        for job in store.reclaim_stale(self.config.stale_after_s, self.config.max_reclaims):
+        for job in store.reclaim_stale(self.config.stale_after_s, min(self.config.max_reclaims, self.config.infra_retries)):
             store.add_log(job.id, f"the run's worker stopped responding; job is now {job.status.value}", level="WARNING", source="ltxtune.worker")
         while not self._stopping.is_set():
             with self._lock:
@@ -221,6 +222,7 @@ class JobRun(threading.Thread):
         self.files = worker.services.files
         self.config = worker.config
         self.stop_reason: str | None = None  # "cancel" | "timeout" | "shutdown"
+        self.where: str = "before training"  # the phase and step the run last reported
 
     def log(self, message: str, level: str = "INFO") -> None:
         self.store.add_log(self.job.id, message, level=level, source="ltxtune.worker")
@@ -230,7 +232,10 @@ class JobRun(threading.Thread):
             self._run()
         except Exception as error:  # a bug here must still end the job, with its message
             log.exception("supervising job %s failed", self.job.id)
-            self._infrastructure_failure(f"the worker failed while running the job: {type(error).__name__}: {error}")
+            if is_disk_full(error):
+                self._end(JobStatus.FAILED, error=f"out of disk space at saving the outputs of {self.where}", kind=ErrorKind.INTERNAL)
+            else:
+                self._infrastructure_failure(f"the worker failed while running the job: {type(error).__name__}: {error}")
         finally:
             self.worker._finished(self)
 
@@ -250,18 +255,21 @@ class JobRun(threading.Thread):
             self.log(f"fetched {fetched} file(s) of the work dir from {self.files.objects.describe()}")
         resuming = work_dir.exists() and any(p.name != ".lock" for p in work_dir.iterdir())
         work_dir.mkdir(parents=True, exist_ok=True)
+        plan_json, reads_uploads = resolve_uploads(self.services.plan_to_run(job).to_json(), job.owner, self.files)
         settings = RunSettings(
             cache_dir=self.config.data_dir / "cache",
+            allow_local_files=reads_uploads,  # only the caller's own uploads (jobs/inputs.py)
             allow_private_urls=self.config.allow_private_urls,
             device=self.config.device,
             memory=self.config.memory,
+            cpu_slots=self.config.workers,
         )
         ctx = multiprocessing.get_context("spawn")
         receiver, sender = ctx.Pipe(duplex=False)
         stop_event = ctx.Event()
         args = ChildArgs(
             runner=self.config.runner,
-            plan_json=self.services.plan_to_run(job).to_json(),
+            plan_json=plan_json,
             work_dir=work_dir,
             settings=settings,
             parent_pid=os.getpid(),
@@ -372,6 +380,7 @@ class JobRun(threading.Thread):
         if isinstance(event, LogLine):
             self.store.add_log(job.id, event.message, level=event.level, source=event.source)
         elif isinstance(event, Progress):
+            self.where = describe_progress(event, self.where)
             text = event.describe()
             self.store.add_log(job.id, text, source="ltxtune.train")
             if event.phase in ("train", "validate"):
@@ -406,8 +415,31 @@ class JobRun(threading.Thread):
             self._stopped()
         elif isinstance(outcome, Failed):
             self._infrastructure_failure(outcome.message)
+        elif exit_code is not None and exit_code < 0:
+            self._killed(describe_exit(exit_code))
         else:
             self._infrastructure_failure(describe_exit(exit_code))
+
+    def _killed(self, message: str) -> None:
+        """The child died by a signal (the OOM killer, a node hiccup): resume from the last
+        checkpoint up to the server's `infra_retries` times (or the request's own retries if more),
+        unless the previous run died at the same place (then it would only die again)."""
+        if self.stop_reason in ("cancel", "timeout"):
+            self._stopped()
+            return
+        current = self.store.get(self.job.id)
+        if current is None or current.lease_owner != self.worker.worker_id:
+            return
+        message = f"{message} at {self.where}"
+        previous = current.history[-1].reason if current.history else None
+        allowed = max(current.max_retries, self.config.infra_retries)
+        if previous == message:
+            self._end(JobStatus.FAILED, error=f"{message}, again: the previous run failed at the same step, so it is not retried", kind=ErrorKind.INTERNAL)
+        elif current.failures < allowed:
+            self.log(f"{message}; resuming from the last checkpoint (retry {current.failures + 1} of {allowed})", level="WARNING")
+            self.store.requeue(self.job.id, self.worker.worker_id, failure=message)
+        else:
+            self._end(JobStatus.FAILED, error=f"{message}; gave up after {current.failures + 1} runs", kind=ErrorKind.INTERNAL)
 
     def _stopped(self) -> None:
         if self.stop_reason == "cancel":

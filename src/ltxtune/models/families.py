@@ -18,8 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ltxtune.errors import SetupError
 
-class ModelNotAvailable(RuntimeError):
+
+class ModelNotAvailable(SetupError):
     """A family's weights are not on this machine. The message says what to download and what to set."""
 
 

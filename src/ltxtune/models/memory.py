@@ -8,7 +8,7 @@ memory (`ltxtune.models.offload`). After `inject_lora`, `place_trainable` puts t
 on the device too. The LoRA always trains in full precision and exports exactly as without a preset.
 
 `resolve_memory(text, plan, family, device)` turns the `--memory` setting into a `MemoryChoice`; `auto`
-asks the memory planner (`ltxtune.models.planner.choose_memory`) when it is installed.
+asks the memory planner (`ltxtune.models.planner.choose_memory`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ltxtune.errors import SetupError
 from ltxtune.specs.memory import MemoryPreset, WeightFormat, parse_memory
 
 from .offload import BlockOffloader, spread
@@ -32,7 +33,7 @@ CPU_FORMATS = (WeightFormat.bf16, WeightFormat.fp8, WeightFormat.int8)
 warnings.filterwarnings("ignore", message=r"TorchaoLoraLinear was instantiated without `get_apply_tensor_subclass`")
 
 
-class MemoryPresetError(ValueError):
+class MemoryPresetError(SetupError):
     """A memory preset that cannot run here (nf4 without CUDA, more offloaded blocks than exist, ...)."""
 
 
@@ -41,6 +42,7 @@ class MemoryChoice:
     preset: MemoryPreset
     offload_blocks: int = 0  # with preset.offload: how many blocks to park (0: every block)
     reason: str = ""
+    estimate: object = None  # the planner's `MemoryEstimate` when it chose
 
     def describe(self) -> str:
         text = self.preset.name
@@ -80,8 +82,9 @@ def check_supported(preset: MemoryPreset, device: torch.device | str) -> None:
 def resolve_memory(text: str, plan, family, device: torch.device | str) -> MemoryChoice:
     """The `--memory` setting as a preset for this plan, family and device.
 
-    `auto`: the memory planner's choice when `ltxtune.models.planner` is present, else bf16 without offload
-    (today's behaviour).
+    `auto`: the memory planner's choice (`ltxtune.models.planner.choose_memory`) for the device's free
+    memory; on a CPU the base as loaded. A job that fits under no preset stops here, before any work,
+    with the planner's message (what it needs, what would fit).
     """
     try:
         preset = parse_memory(text)
@@ -90,13 +93,20 @@ def resolve_memory(text: str, plan, family, device: torch.device | str) -> Memor
     if preset is not None:
         check_supported(preset, device)
         return MemoryChoice(preset, reason="as asked")
+    from ltxtune.models.planner import CUDA_CONTEXT_BYTES, MemoryDoesNotFit, choose_memory
+
+    device = torch.device(device)
+    if device.type == "cuda":  # this process's CUDA context exists by now; the planner counts it itself
+        free_bytes = torch.cuda.mem_get_info(device)[0] + CUDA_CONTEXT_BYTES
+    else:
+        free_bytes = 0
     try:
-        from ltxtune.models.planner import choose_memory
-    except ImportError:
-        return MemoryChoice(MemoryPreset(WeightFormat.bf16), reason="auto (no memory planner: the base as loaded)")
-    preset, offload_blocks = choose_memory(plan, family, torch.device(device))  # (MemoryPreset, blocks to offload)
-    check_supported(preset, device)
-    return MemoryChoice(preset, offload_blocks, reason="chosen by the memory planner")
+        choice = choose_memory(plan, family, free_bytes, device_type=device.type)
+    except MemoryDoesNotFit as error:
+        raise MemoryPresetError(str(error)) from None
+    check_supported(choice.preset, device)
+    reason = f"chosen by the memory planner for {free_bytes / 2**30:.1f} GiB free" if device.type == "cuda" else choice.note
+    return MemoryChoice(choice.preset, choice.offload_blocks, reason=reason, estimate=choice.estimate)
 
 
 def apply_memory_preset(

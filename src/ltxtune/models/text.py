@@ -32,18 +32,19 @@ class PromptEmbeddings:
 
     video: (B, T, Dv) -> `encoder_hidden_states`  (Dv = caption_channels for LTX-2.0, 4096 for LTX-2.3)
     audio: (B, T, Da) -> `audio_encoder_hidden_states` (Da = caption_channels for LTX-2.0, 2048 for LTX-2.3)
-    mask:  (B, T) int64, 1 = attend -> `encoder_attention_mask` and `audio_encoder_attention_mask`
+    mask:  (B, T) int64, 1 = attend -> `encoder_attention_mask` and `audio_encoder_attention_mask`;
+           None when every token is attended (lets the fused attention kernels take the text)
     """
 
     video: torch.Tensor
     audio: torch.Tensor
-    mask: torch.Tensor
+    mask: torch.Tensor | None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PromptEmbeddings:
         return PromptEmbeddings(
             video=self.video.to(device=device, dtype=dtype),
             audio=self.audio.to(device=device, dtype=dtype),
-            mask=self.mask.to(device=device),
+            mask=None if self.mask is None else self.mask.to(device=device),
         )
 
     @staticmethod

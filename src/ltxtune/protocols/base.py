@@ -27,6 +27,7 @@ class ApiProtocol(ABC):
     endpoints: tuple[str, ...]  # the endpoint ids its request bodies are parsed for
     webhook_header_prefix: str  # signature headers of its notifications, e.g. `X-Fal-Webhook-`
     endpoint_help: str  # its endpoint ids, as the command line's help names them
+    exposed_headers: tuple[str, ...] = ()  # response headers its browser clients read (CORS)
 
     @abstractmethod
     def client_hint(self, base_url: str) -> str:
@@ -60,6 +61,10 @@ class ApiProtocol(ABC):
 
     def router(self) -> "APIRouter":
         return importlib.import_module(self.routes_module).router
+
+    def middleware(self) -> list[type]:
+        """ASGI middleware classes (taking the app) this protocol's clients need, innermost first."""
+        return []
 
     @abstractmethod
     def notifications(self, before: "JobSnapshot | None", after: "JobSnapshot", files: "FileStore") -> list["Notification"]:

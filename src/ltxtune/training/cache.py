@@ -70,6 +70,15 @@ class Encoded:
         _, frames, height, width = self.video.shape
         return frames * height * width
 
+    def token_counts(self, with_reference: bool = False) -> dict:
+        """What one step on this example pushes through the transformer (for tokens/s and FLOP)."""
+        return {
+            "video_tokens": self.video_tokens * (2 if with_reference and self.reference is not None else 1),
+            "audio_tokens": self.audio.shape[1] if self.audio is not None else 1,
+            "text_tokens": self.prompts[0].video.shape[1],
+            "with_audio": self.audio is not None,
+        }
+
 
 class Cache:
     def __init__(self, root: Path):

@@ -22,8 +22,11 @@ from ltxtune.models.families import ModelFamily, get_family
 from ltxtune.models.family_check import prepare_source
 from ltxtune.models.load import load_transformer
 from ltxtune.models.memory import apply_memory_preset, place_trainable, resolve_memory
+from ltxtune.models.planner import estimate_memory, memory_summary_lines
 from ltxtune.models.lora import LoraMismatchError, inject_lora, load_lora_into, lora_state_dict_comfy, save_lora
+from ltxtune.models.lora_check import LoraCheckFailed, check_lora
 from ltxtune.specs.plan import TrainingPlan
+from ltxtune.threads import apply_thread_policy
 from ltxtune.training.cache import Cache, build_examples, weights_id
 from ltxtune.events import (
     CheckpointSaved,
@@ -38,6 +41,7 @@ from ltxtune.events import (
 from ltxtune.training.loop import LoopSettings, train
 from ltxtune.training.outputs import lora_metadata, write_config
 from ltxtune.training.previews import Previews
+from ltxtune.training.speed import apply_speed, eager_blocks, resolve_speed
 from ltxtune.training.strategies import strategy_for
 
 
@@ -47,7 +51,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _prepared(plan: TrainingPlan, work_dir: Path, family: ModelFamily, settings: RunSettings, on_event: OnEvent) -> PreparedDataset:
+def _prepared(plan: TrainingPlan, work_dir: Path, family: ModelFamily, settings: RunSettings, on_event: OnEvent, should_stop: ShouldStop) -> PreparedDataset:
     prepared_dir = work_dir / "prepared"
     if (prepared_dir / MANIFEST).exists():
         on_event(LogLine("reusing the prepared dataset of an earlier attempt"))
@@ -59,6 +63,7 @@ def _prepared(plan: TrainingPlan, work_dir: Path, family: ModelFamily, settings:
         allow_local_files=settings.allow_local_files,
         allow_private_urls=settings.allow_private_urls,
         on_event=on_event,
+        should_stop=should_stop,
     )
 
 
@@ -99,12 +104,17 @@ def run_job(
     device = pick_device(settings.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     on_event(LogLine(f"ltxtune {__version__}: {plan.endpoint} ({plan.mode.value}) on {family.title}, {device.type}"))
+    on_event(LogLine(apply_thread_policy(settings.cpu_slots, settings.threads).describe()))
     memory = resolve_memory(settings.memory, plan, family, device)
     on_event(LogLine(f"memory preset {memory.describe()}"))
+    estimate = memory.estimate or estimate_memory(plan, family, memory.preset, offload_blocks=memory.offload_blocks,
+                                                  device_type=device.type)
+    for line in memory_summary_lines(estimate):
+        on_event(LogLine(line))
     for warning in plan.warnings:
         on_event(LogLine(warning, "WARNING"))
 
-    prepared = _prepared(plan, work_dir, family, settings, on_event)
+    prepared = _prepared(plan, work_dir, family, settings, on_event, should_stop)
     previews = Previews.for_plan(plan, family, prepared, work_dir, device, dtype, fetch=lambda url, dest, field: fetch_file(
         url, dest, field=field, allow_local_files=settings.allow_local_files, allow_private_urls=settings.allow_private_urls))
     examples = build_examples(family, prepared, plan.dataset.flip, Cache(settings.cache_dir), device, dtype, on_event,
@@ -123,8 +133,9 @@ def run_job(
         # The real models need it for long clips; tiny runs are faster without. Offload saves device memory
         # only with it (otherwise autograd keeps every block's weights alive until the backward pass).
         checkpointing = not family.is_tiny or memory.preset.offload
-    if checkpointing:
-        transformer.enable_gradient_checkpointing()
+    speed = apply_speed(transformer, resolve_speed(settings.speed, device=device, is_tiny=family.is_tiny,
+                                                   num_blocks=len(transformer.transformer_blocks),
+                                                   gradient_checkpointing=checkpointing), device, on_event)
 
     checkpoint_steps = plan.checkpoints.steps
     checkpoints: dict[int, CheckpointSaved] = {}
@@ -133,7 +144,8 @@ def run_job(
         return f"epoch-{index:02d}.safetensors" if plan.checkpoints.deliver_each else "lora.safetensors"
 
     def on_checkpoint(step: int) -> None:
-        samples = previews.render(transformer, step) if step in plan.validation.at_steps else ()
+        with eager_blocks(transformer):
+            samples = previews.render(transformer, step) if step in plan.validation.at_steps else ()
         if step not in checkpoint_steps:
             return
         index = checkpoint_steps.index(step) + 1
@@ -145,7 +157,8 @@ def run_job(
 
     strategy = strategy_for(plan.mode.value, plan.optimisation.first_frame_p, plan.optimisation.audio_loss_weight, plan.optimisation.noise_offset)
     loop_settings = LoopSettings(device=device, dtype=dtype, state_dir=work_dir / "state", log_every=settings.log_every,
-                                 state_every=settings.state_every, use_cross_timestep=family.use_cross_timestep)
+                                 state_every=settings.state_every, use_cross_timestep=family.use_cross_timestep,
+                                 speed=speed, lora_rank=plan.lora.rank)
     losses = train(plan, transformer, examples, strategy, loop_settings, fingerprint=_fingerprint(plan, family, prepared),
                    on_event=on_event, should_stop=should_stop, on_checkpoint=on_checkpoint)
 
@@ -158,7 +171,13 @@ def run_job(
     if plan.checkpoints.deliver_each:
         lora_path = outputs_dir / "lora.safetensors"
         lora_path.write_bytes(final.lora_path.read_bytes())
-    config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name, memory=memory.as_config())
+    report = check_lora(lora_path, family=family.name)
+    for line in report.summary_lines():
+        on_event(LogLine(line, "INFO" if report.ok else "ERROR"))
+    config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name,
+                               memory=memory.as_config(), lora_check=report.as_json())
+    if not report.ok:
+        raise LoraCheckFailed(report)  # a DatasetError: the job fails, is not retried and is billed 0
     reel_path = previews.reel(outputs_dir / "validation_reel.mp4") if plan.outputs.preview_reel else None
     debug_path = work_dir / DEBUG_ARCHIVE if plan.outputs.debug_dataset else None  # written by prepare_dataset
     on_event(LogLine(f"done: {len(losses)} steps, final loss {losses[-1]:.4f}" if losses else "done"))

@@ -1,31 +1,31 @@
 """The LoRA training loop, readable top to bottom.
 
 Each step: pick the example and draw noise and sigma from generators seeded by (seed, step);
-noise; forward; loss; backward; clip; optimiser step with the scheduled learning rate. Losses
-stay on the device and are read back only at logging intervals (no per-step synchronisation).
+then `TrainStep` (noise, forward, loss, backward, clip, optimiser step) with the scheduled learning
+rate. Losses stay on the device and are read back only at logging intervals (no per-step
+synchronisation); each progress line carries s/step, tokens/s and, on GPU, MFU and peak memory.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ltxtune.models.forward import predict_velocity
 from ltxtune.models.lora import lora_parameters
 from ltxtune.specs.plan import TrainingPlan
 from ltxtune.training.cache import Encoded
 from ltxtune.training.checkpoint import load_state, save_state
 from ltxtune.events import LogLine, OnEvent, Progress, ShouldStop, Stopped
+from ltxtune.training.flops import Throughput
 from ltxtune.training.optim import build_optimizer
 from ltxtune.training.schedules import lr_multiplier, sample_sigmas
+from ltxtune.training.speed import PLAIN, ResolvedSpeed, describe_attention, drop_full_masks
+from ltxtune.training.step import TrainStep
 from ltxtune.training.strategies import Batch, Strategy
-
-MAX_GRAD_NORM = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class LoopSettings:
     log_every: int = 10
     state_every: int = 100
     use_cross_timestep: bool = True
+    speed: ResolvedSpeed = field(default=PLAIN)  # what `apply_speed` applied to the transformer
+    lora_rank: int = 0  # for the FLOP count behind MFU
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -52,6 +54,14 @@ def example_for_step(seed: int, step: int, count: int) -> int:
 def named_lora_parameters(transformer: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     wanted = {id(p) for p in lora_parameters(transformer)}
     return {name: p for name, p in transformer.named_parameters() if id(p) in wanted}
+
+
+def _attention_line(transformer: torch.nn.Module, example: Encoded, strategy: Strategy, settings: LoopSettings) -> str:
+    """Which attention kernels the first example's shapes get (the log says what ran)."""
+    shape = example.token_counts(strategy.use_reference)
+    return describe_attention(transformer, settings.speed.attention, settings.device, settings.dtype,
+                              video_tokens=shape["video_tokens"], text_tokens=shape["text_tokens"],
+                              text_masked=example.prompts[0].mask is not None)
 
 
 def train(
@@ -72,16 +82,24 @@ def train(
     `plan.validation.at_steps` (save the LoRA, render previews). Raises `Stopped` when asked to stop.
     """
     optimisation = plan.optimisation
+    if settings.speed.drops_full_masks:
+        examples = [replace(example, prompts=tuple(map(drop_full_masks, example.prompts))) for example in examples]
     examples = [example.to(settings.device) for example in examples]
     parameters = named_lora_parameters(transformer)
-    optimizer = build_optimizer(optimisation.optimizer, parameters.values(), optimisation.learning_rate, settings.device, on_event)
+    optimizer = build_optimizer(optimisation.optimizer, parameters.values(), optimisation.learning_rate, settings.device, on_event,
+                                fused=settings.speed.fused_optimizer)
+    train_step = TrainStep(transformer, strategy, list(parameters.values()), optimizer, device=settings.device,
+                           use_cross_timestep=settings.use_cross_timestep, attention=settings.speed.attention,
+                           compiled=settings.speed.compile, on_event=on_event)
+    throughput = Throughput(transformer.config, settings.device, lora_rank=settings.lora_rank,
+                            checkpointed_blocks=settings.speed.checkpoint_blocks)
+    on_event(LogLine(_attention_line(transformer, examples[0], strategy, settings)))
     resumed = load_state(settings.state_dir, parameters, optimizer, fingerprint)
     start = resumed.step if resumed else 0
     losses = resumed.losses if resumed else []
     if resumed:
         on_event(LogLine(f"resuming from step {start} of {optimisation.steps}"))
     events_at = set(plan.checkpoints.steps) | set(plan.validation.at_steps)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if settings.device.type == "cuda" else nullcontext()
 
     transformer.train()
     pending: list[torch.Tensor] = []
@@ -98,27 +116,19 @@ def train(
         variant = int(torch.randint(len(example.prompts), (1,), generator=generator))
         batch = Batch.from_example(example, variant, settings.dtype)
         sigma = sample_sigmas(1, example.video_tokens, generator)
-        inputs = strategy.prepare_inputs(batch, sigma, generator, transformer)
-        with autocast:
-            video_velocity, audio_velocity = predict_velocity(
-                transformer, use_cross_timestep=settings.use_cross_timestep, **inputs.model_kwargs()
-            )
-        loss, _ = strategy.loss(video_velocity, audio_velocity, inputs)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(parameters.values()), MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        pending.append(loss.detach())
+        pending.append(train_step(batch, sigma, generator))
+        throughput.add(**example.token_counts(strategy.use_reference))
         interval_steps += 1
         done = step + 1
         if done % settings.log_every == 0 or done == optimisation.steps or done in events_at:
             values = torch.stack(pending).float().cpu().tolist()  # the one synchronisation
             losses.extend(values)
             pending.clear()
-            seconds_per_step = (time.monotonic() - interval_start) / interval_steps
+            seconds = time.monotonic() - interval_start
+            seconds_per_step = seconds / interval_steps
             on_event(Progress("train", done, optimisation.steps, loss=sum(values) / len(values),
-                              seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (optimisation.steps - done)))
+                              seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (optimisation.steps - done),
+                              **throughput.take(seconds)))
             interval_start, interval_steps = time.monotonic(), 0
         if done in events_at:
             on_checkpoint(done)

@@ -11,10 +11,16 @@ from ltxtune.events import LogLine, OnEvent
 WEIGHT_DECAY = 0.01
 
 
-def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, device: torch.device, on_event: OnEvent) -> torch.optim.Optimizer:
+def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, device: torch.device, on_event: OnEvent,
+                    *, fused: bool = False) -> torch.optim.Optimizer:
     """`adamw8bit` runs through bitsandbytes on CUDA; elsewhere it falls back to AdamW (logged).
-    `prodigy` adapts its own step size: `lr` is its multiplier (1.0; smaller rates are raised to it)."""
+    `prodigy` adapts its own step size: `lr` is its multiplier (1.0; smaller rates are raised to it).
+    `fused`: AdamW (and its fallbacks) take torch's fused kernel, one launch for all parameters."""
     params = list(params)
+
+    def adamw() -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, **({"fused": True} if fused else {}))
+
     if name == "adamw8bit":
         if device.type == "cuda":
             try:
@@ -25,9 +31,9 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, 
                 return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=WEIGHT_DECAY)
         else:
             on_event(LogLine(f"adamw8bit needs CUDA; on {device.type} ltxtune uses AdamW (same maths, 32-bit state)", "WARNING"))
-        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
+        return adamw()
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
+        return adamw()
     if name == "adafactor":
         from transformers.optimization import Adafactor
 

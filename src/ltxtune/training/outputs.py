@@ -46,9 +46,10 @@ def lora_metadata(plan: TrainingPlan, prepared: PreparedDataset, step: int) -> d
 
 
 def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: PreparedDataset, lora_name: str,
-                 *, memory: dict | None = None) -> Path:
-    """The `config_file` output: how to set up inference with this LoRA (and, as `training_memory`, the
-    memory preset it was trained with: the LoRA itself is the same whatever the preset)."""
+                 *, memory: dict | None = None, lora_check: dict | None = None) -> Path:
+    """The `config_file` output: how to set up inference with this LoRA; also, as `training_memory`, the
+    memory preset it was trained with (the LoRA itself is the same whatever the preset), and the LoRA
+    check's report."""
     validation = plan.validation
     config = {
         "lora_file": lora_name,
@@ -77,5 +78,7 @@ def write_config(path: Path, plan: TrainingPlan, family: ModelFamily, prepared: 
     }
     if memory is not None:
         config["training_memory"] = memory
+    if lora_check is not None:
+        config["lora_check"] = lora_check
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path

@@ -1,21 +1,21 @@
-"""MP4 writing for previews, and the preview reel: every preview in one labelled mp4.
+"""Preview files and the preview reel: every preview in one labelled mp4 (fal's `video` output).
 
-`Mp4Writer` writes H.264 (yuv420p, BT.709) video frame by frame with an optional AAC stereo track
-fed in chunks; previews (`ltxtune.training.sampling`) and the reel share it, so they are encoded alike.
+`write_preview` streams a rendered preview's frames to two encoders at once: the preview mp4 and
+its reel segment (the same frames with the label burned into a banner across the top, kept in
+`.reel/` next to the preview). `make_reel` then joins the segments by remuxing (no decoding or
+re-encoding of video) and lays the previews' audio under them, each segment contributing exactly as
+many samples as its frames last (resampled to the common rate, or silence when it has none).
 
-`make_reel` concatenates previews into one file (fal's `video` output). Every segment is scaled to
-fit a common size (aspect kept, black bars), retimed to a common frame rate (the latest frame on
-screen at each output time, so a segment keeps its duration), and gets its label burned into a
-banner across the top. Audio stays in sync: each segment contributes exactly as many samples as its
-frames last, taken from its own track (resampled to the common rate) or silence when it has none.
-Frames and audio are streamed segment by segment, so memory does not grow with the reel's length.
+An entry without a matching segment (another size or frame rate, a changed label, a file that is
+not a preview) gets one made from its file: scaled to fit the common size (aspect kept, black
+bars), retimed to the common frame rate (the frame on screen at each output time, by timestamp,
+so a segment keeps its duration), labelled and encoded; those are removed after joining.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,127 +23,19 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-CRF = "18"
-PRESET = "medium"
-AUDIO_BITRATE = 192_000
-AAC_FRAME = 1024
+from ltxtune.media.concat import Segment, concat_segments
+from ltxtune.media.decode import frames_at_times
+from ltxtune.media.encode import PREVIEW, H264Writer
+from ltxtune.media.errors import MediaError, why
+from ltxtune.media.geometry import with_top_rows, yuv_from_rgb
+from ltxtune.media.probe import MediaInfo, probe_video
+
+SEGMENTS_DIR = ".reel"
+LABEL_KEY = "title"  # container metadata holding a segment's label
 
 
 class ReelError(RuntimeError):
     """A preview could not be read or the reel could not be written; the message names the file."""
-
-
-class Mp4Writer:
-    """H.264 video (frames added one at a time) and, if `audio_rate` is set, an AAC stereo track.
-
-    Audio chunks are float arrays of shape (2, n) (or (n,) for mono) in [-1, 1], appended in order; the
-    caller keeps them in step with the video (`write_audio` needs no timestamps). Use as a context manager
-    or call `close()`; the file is complete only after closing. `threads=1` keeps x264 (nearly) repeatable: with
-    its default slice threads the same frames often encoded differently from one call to the next.
-    """
-
-    def __init__(
-        self, path: Path, width: int, height: int, fps: Fraction | int, *, audio_rate: int | None = None,
-        threads: int = 0,
-    ):
-        if width % 2 or height % 2:
-            raise ValueError(f"H.264 yuv420p needs even sides, got {width}x{height}")
-        self.path = Path(path)
-        self.width, self.height = width, height
-        self.fps = Fraction(fps)
-        self.frames = 0
-        self.audio_samples = 0
-        self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
-        self._video = self._container.add_stream("libx264", rate=self.fps)
-        self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
-        self._video.options = {"crf": CRF, "preset": PRESET}
-        self._video.codec_context.thread_count = threads  # 0: x264 decides
-        codec = self._video.codec_context
-        codec.colorspace = codec.color_primaries = codec.color_trc = 1  # BT.709, matching the conversion in add()
-        self._time_base = 1 / self.fps
-        self._audio = None
-        self._resampler = None
-        self.audio_rate = audio_rate
-        if audio_rate:
-            self._audio = self._container.add_stream("aac", rate=audio_rate)
-            self._audio.layout = "stereo"
-            self._audio.bit_rate = AUDIO_BITRATE
-            frame_size = self._audio.codec_context.frame_size or AAC_FRAME
-            self._resampler = av.AudioResampler(
-                format=self._audio.format.name, layout="stereo", rate=audio_rate, frame_size=frame_size
-            )
-
-    def add(self, rgb: np.ndarray) -> None:
-        """One RGB uint8 frame of shape (height, width, 3)."""
-        if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 frame of {(self.height, self.width, 3)}, got {rgb.dtype} {rgb.shape}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
-        frame.pts = self.frames
-        frame.time_base = self._time_base
-        self._container.mux(self._video.encode(frame))
-        self.frames += 1
-
-    def write_audio(self, samples: np.ndarray) -> None:
-        """Append audio at `audio_rate`: shape (2, n), (1, n) or (n,), float in [-1, 1]."""
-        if self._audio is None:
-            raise ValueError("this writer has no audio track")
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim == 1:
-            samples = samples[None]
-        if samples.shape[0] == 1:
-            samples = np.repeat(samples, 2, axis=0)
-        if samples.ndim != 2 or samples.shape[0] != 2:
-            raise ValueError(f"expected (2, n) audio, got shape {samples.shape}")
-        if samples.shape[1] == 0:
-            return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), format="fltp", layout="stereo")
-        frame.sample_rate = self.audio_rate
-        frame.pts = self.audio_samples
-        frame.time_base = Fraction(1, self.audio_rate)
-        for chunk in self._resampler.resample(frame):
-            self._container.mux(self._audio.encode(chunk))
-        self.audio_samples += samples.shape[1]
-
-    def close(self) -> None:
-        if self._container is None:
-            return
-        try:
-            self._container.mux(self._video.encode())
-            if self._audio is not None:
-                for chunk in self._resampler.resample(None):
-                    self._container.mux(self._audio.encode(chunk))
-                self._container.mux(self._audio.encode())
-        finally:
-            self._container.close()
-            self._container = None
-
-    def __enter__(self) -> Mp4Writer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def write_mp4(
-    path: Path, frames: np.ndarray, fps: int | Fraction, *, audio: np.ndarray | None = None, audio_rate: int | None = None
-) -> Path:
-    """Frames (F, H, W, 3) uint8 and optional audio (2, n) at `audio_rate` as one mp4, written atomically
-    (single-threaded x264: a preview is short, and the same render gives the same file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    _, height, width, _ = frames.shape
-    try:
-        rate = audio_rate if audio is not None else None
-        with Mp4Writer(tmp, width, height, fps, audio_rate=rate, threads=1) as writer:
-            for rgb in frames:
-                writer.add(rgb)
-            if audio is not None:
-                writer.write_audio(audio)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def preview_label(step: int, index: int, prompt: str, *, words: int = 8) -> str:
@@ -153,29 +45,68 @@ def preview_label(step: int, index: int, prompt: str, *, words: int = 8) -> str:
     return f"step {step} · prompt {index + 1}: {text}"
 
 
-@dataclass(frozen=True)
-class _Source:
-    path: Path
-    width: int
-    height: int
-    fps: Fraction
-    audio_rate: int  # 0: no audio track
+def segment_path(preview: Path) -> Path:
+    return Path(preview).parent / SEGMENTS_DIR / Path(preview).name
 
 
-def _probe(path: Path) -> _Source:
+def write_preview(
+    path: Path, frames: Iterable[np.ndarray], fps: int | Fraction, *, label: str | None = None,
+    audio: np.ndarray | None = None, audio_rate: int | None = None,
+) -> Path:
+    """Write RGB uint8 frames (streamed) and optional (2, n) audio as the preview mp4 `path` and, with a
+    `label`, its labelled reel segment; both written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    segment = segment_path(path)
+    segment_tmp = segment.with_name(f".{segment.name}.tmp.mp4")
+    rate = audio_rate if audio is not None else None
+    writer = labelled = None
+    banner = None
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ReelError(f"{path.name}: has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not rate or rate <= 0:
-                raise ReelError(f"{path.name}: has no frame rate")
-            audio = container.streams.audio[0].codec_context.sample_rate if container.streams.audio else 0
-            width, height = stream.codec_context.width, stream.codec_context.height
+        for rgb in frames:
+            if writer is None:
+                height, width = rgb.shape[:2]
+                writer = H264Writer(tmp, width, height, fps, settings=PREVIEW, audio_rate=rate, faststart=True)
+                if label is not None:
+                    segment.parent.mkdir(parents=True, exist_ok=True)
+                    labelled = H264Writer(segment_tmp, width, height, fps, settings=PREVIEW, metadata={LABEL_KEY: label})
+                    banner = _banner(label, width, height)
+            if rgb.shape != (writer.height, writer.width, 3) or rgb.dtype != np.uint8:
+                raise ValueError(f"expected uint8 frames of {(writer.height, writer.width, 3)}, got {rgb.dtype} {rgb.shape}")
+            picture = yuv_from_rgb(rgb)  # converted once: the labelled copy differs only in the banner rows
+            writer.add_frame(picture)
+            if labelled is not None:
+                rows = min(height, banner[0] + banner[0] % 2)  # type: ignore[index]
+                strip = yuv_from_rgb(_label(rgb[:rows], *banner))  # type: ignore[misc]
+                labelled.add_frame(with_top_rows(picture, strip))
+        if writer is None:
+            raise ValueError("a preview needs at least one frame")
+        if audio is not None:
+            writer.write_audio(audio)
+        for each, done, final in ((writer, tmp, path), (labelled, segment_tmp, segment)):
+            if each is not None:
+                each.close()
+                done.replace(final)
     except av.FFmpegError as error:
-        raise ReelError(f"{path.name}: cannot be read ({error})") from error
-    return _Source(path=path, width=width, height=height, fps=Fraction(rate).limit_denominator(1001), audio_rate=audio)
+        raise ReelError(f"{path.name}: encoding failed ({why(error)})") from error
+    finally:
+        for each in (writer, labelled):
+            if each is not None:
+                each.close()
+        tmp.unlink(missing_ok=True)
+        segment_tmp.unlink(missing_ok=True)
+    return path
+
+
+def _probe(path: Path) -> MediaInfo:
+    try:
+        return probe_video(path)
+    except MediaError as error:
+        raise ReelError(f"{path.name}: {error}") from error
+
+
+def _rate(info: MediaInfo) -> Fraction:
+    return Fraction(info.fps).limit_denominator(1001)
 
 
 def _even(value: int) -> int:
@@ -228,42 +159,32 @@ def _fit(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def _retimed_frames(source: _Source, fps: Fraction) -> Iterator[np.ndarray]:
-    """The segment's frames at `fps`: output frame j shows the source frame on screen at j / fps.
-
-    Source frame i covers [i / source_fps, (i + 1) / source_fps), so the segment keeps its duration.
-    """
-    emitted = 0
+def _segment_matches(segment: Path, label: str, width: int, height: int, fps: Fraction) -> bool:
+    if not segment.exists():
+        return False
     try:
-        with av.open(str(source.path)) as container:
+        with av.open(str(segment)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                end = Fraction(index + 1) / source.fps
-                rgb = None
-                while Fraction(emitted) / fps < end:
-                    if rgb is None:
-                        rgb = frame.to_ndarray(format="rgb24")
-                    yield rgb
-                    emitted += 1
-    except av.FFmpegError as error:
-        raise ReelError(f"{source.path.name}: decoding failed ({error})") from error
+            return (
+                container.metadata.get(LABEL_KEY) == label
+                and (stream.codec_context.width, stream.codec_context.height) == (width, height)
+                and Fraction(stream.average_rate) == fps
+            )
+    except (av.FFmpegError, IndexError):
+        return False
 
 
-def _audio_chunks(source: _Source, rate: int) -> Iterator[np.ndarray]:
-    """The segment's audio as (2, n) float32 chunks at `rate` (nothing if it has no track)."""
-    if not source.audio_rate:
-        return
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
-    try:
-        with av.open(str(source.path)) as container:
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    yield out.to_ndarray()
-            for out in resampler.resample(None):
-                yield out.to_ndarray()
-    except av.FFmpegError as error:
-        raise ReelError(f"{source.path.name}: audio decoding failed ({error})") from error
+def _render_segment(path: Path, info: MediaInfo, label: str, dest: Path, width: int, height: int, fps: Fraction) -> None:
+    """Decode `path`, retime it to `fps`, fit it to width x height and label it, as a segment at `dest`."""
+    count = info.frames_at(float(fps))
+    times = [j / fps for j in range(count)]
+    banner = _banner(label, width, height)
+    with H264Writer(dest, width, height, fps, settings=PREVIEW, metadata={LABEL_KEY: label}) as writer:
+        last, labelled = None, None
+        for frame in frames_at_times(path, info, [float(t) for t in times]):
+            if frame is not last:
+                last, labelled = frame, _label(_fit(frame.to_ndarray(format="rgb24"), width, height), *banner)
+            writer.add(labelled)  # type: ignore[arg-type]
 
 
 def make_reel(entries: Sequence[tuple[str, Path]], dest: Path) -> Path:
@@ -277,36 +198,29 @@ def make_reel(entries: Sequence[tuple[str, Path]], dest: Path) -> Path:
     sources = [_probe(Path(path)) for _, path in entries]
     width = _even(max(s.width for s in sources))
     height = _even(max(s.height for s in sources))
-    fps = max(s.fps for s in sources)
+    fps = max(_rate(s) for s in sources)
     audio_rate = max(s.audio_rate for s in sources) or None
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp.mp4")
+    made = dest.with_name(f".{dest.name}.segments")
+    segments = []
     try:
-        with Mp4Writer(tmp, width, height, fps, audio_rate=audio_rate) as writer:
-            for (label, _), source in zip(entries, sources):
-                banner_h, coverage = _banner(label, width, height)
-                for rgb in _retimed_frames(source, fps):
-                    writer.add(_label(_fit(rgb, width, height), banner_h, coverage))
-                if audio_rate:
-                    _write_segment_audio(writer, source, fps, audio_rate)
-        os.replace(tmp, dest)
-    except av.FFmpegError as error:
-        raise ReelError(f"{dest.name}: encoding failed ({error})") from error
+        for index, ((label, path), source) in enumerate(zip(entries, sources)):
+            path = Path(path)
+            segment = segment_path(path)
+            if not _segment_matches(segment, label, width, height, fps):
+                made.mkdir(exist_ok=True)
+                segment = made / f"{index:04d}.mp4"
+                try:
+                    _render_segment(path, source, label, segment, width, height, fps)
+                except MediaError as error:
+                    raise ReelError(f"{path.name}: {error}") from error
+                except av.FFmpegError as error:
+                    raise ReelError(f"{path.name}: decoding failed ({why(error)})") from error
+            segments.append(Segment(segment, path if source.has_audio else None))
+        concat_segments(segments, dest, audio_rate=audio_rate)
+    except MediaError as error:
+        raise ReelError(str(error)) from error
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(made, ignore_errors=True)
     return dest
-
-
-def _write_segment_audio(writer: Mp4Writer, source: _Source, fps: Fraction, rate: int) -> None:
-    """Bring the audio track up to the end of the video written so far: the segment's audio, trimmed or
-    padded with silence (cumulative rounding, so there is no drift over many segments)."""
-    target = round(Fraction(writer.frames) / fps * rate)
-    for chunk in _audio_chunks(source, rate):
-        room = target - writer.audio_samples
-        if room <= 0:
-            break
-        writer.write_audio(chunk[:, :room])
-    missing = target - writer.audio_samples
-    if missing > 0:
-        writer.write_audio(np.zeros((2, missing), dtype=np.float32))

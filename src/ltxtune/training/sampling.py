@@ -47,7 +47,7 @@ import torch
 
 from ltxtune.models.families import ModelFamily, get_family
 from ltxtune.specs.plan import ValidationRules
-from ltxtune.training.reel import write_mp4
+from ltxtune.training.reel import preview_label, write_preview
 
 PROMPTS_FORMAT = "ltxtune.preview_prompts/1"
 ADAPTER = "default"
@@ -276,7 +276,8 @@ def render_previews(
                 )
                 path = out_dir / preview_name(step, index)
                 rate = components.vocoder.config.output_sampling_rate
-                write_mp4(path, video, rules.fps, audio=audio if keep_audio else None, audio_rate=rate)
+                write_preview(path, video, rules.fps, label=preview_label(step, index, entry.prompt),
+                              audio=audio if keep_audio else None, audio_rate=rate)
             except Exception as error:
                 raise PreviewError(f"preview of prompt {index + 1} ({kind}, {entry.prompt[:60]!r}): {error}") from error
             paths.append(path)
@@ -340,6 +341,7 @@ def _render_one(
         vocoder=components.vocoder,
     )
     pipe.set_progress_bar_config(disable=True)
+    pipe.video_processor = _Uint8Video(pipe.video_processor)
     guidance = family.default_guidance_scale if rules.guidance_scale is None else rules.guidance_scale
     video, audio = pipe(
         **embeds,
@@ -363,12 +365,41 @@ def _render_one(
         output_type="np",
         return_dict=False,
     )
-    frames = (np.clip(video[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    frames = video[0]
     rate = components.vocoder.config.output_sampling_rate
     wave = audio[0].float().cpu().numpy()
     samples = round(frames.shape[0] / rules.fps * rate)
     wave = wave[:, :samples] if wave.shape[1] >= samples else np.pad(wave, ((0, 0), (0, samples - wave.shape[1])))
     return frames, wave
+
+
+FRAMES_PER_CHUNK = 8
+
+
+class _Uint8Video:
+    """A pipeline's video processor, except that the decoded video comes back as uint8 frames, converted
+    a few frames at a time. The stock "np" output is float32 for the whole clip, and converting it made
+    several more full copies; this gives the same values (denormalised in the VAE's dtype, then
+    float32 x 255 + 0.5, truncated) while holding one uint8 clip and a chunk of float frames."""
+
+    def __init__(self, processor):
+        self._processor = processor
+
+    def __getattr__(self, name):
+        return getattr(self._processor, name)
+
+    def postprocess_video(self, video: torch.Tensor, output_type: str = "np", **kwargs) -> np.ndarray:
+        batch, _, count, height, width = video.shape
+        denormalise = self._processor.config.do_normalize
+        out = np.empty((batch, count, height, width, 3), np.uint8)
+        for b in range(batch):
+            for start in range(0, count, FRAMES_PER_CHUNK):
+                chunk = video[b, :, start : start + FRAMES_PER_CHUNK]
+                if denormalise:
+                    chunk = (chunk * 0.5 + 0.5).clamp(0, 1)
+                chunk = chunk.permute(1, 2, 3, 0).float().clamp_(0.0, 1.0).mul_(255.0).add_(0.5)
+                out[b, start : start + FRAMES_PER_CHUNK] = chunk.to(torch.uint8).cpu().numpy()
+        return out
 
 
 def load_first_frame(path: Path, width: int, height: int):

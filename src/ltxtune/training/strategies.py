@@ -11,13 +11,16 @@ the loss is the mean squared error on the tokens that were noised.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ltxtune.models.forward import add_noise, audio_coords, video_coords
 from ltxtune.models.latents import pack_audio_latents, pack_video_latents
 from ltxtune.models.text import PromptEmbeddings
-from ltxtune.training.cache import Encoded
+
+if TYPE_CHECKING:  # the benchmark imports strategies without the data pipeline
+    from ltxtune.training.cache import Encoded
 
 DUMMY_AUDIO_TOKENS = 1  # the audio stream cannot be empty; video-only runs isolate it
 
@@ -34,7 +37,7 @@ class Batch:
     is_image: bool
 
     @classmethod
-    def from_example(cls, example: Encoded, variant: int, dtype: torch.dtype) -> "Batch":
+    def from_example(cls, example: "Encoded", variant: int, dtype: torch.dtype) -> "Batch":
         """A batch of one from an example already on the training device (`Encoded.to`)."""
         def batched(tensor: torch.Tensor | None) -> torch.Tensor | None:
             return None if tensor is None else tensor[None]

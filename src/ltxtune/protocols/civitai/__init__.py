@@ -10,6 +10,8 @@
     air.py       AIRs of delivered LoRAs, resolved for continueFrom
     patch.py     JSON Patch on tags and metadata
     routes.py    the /v2/consumer/workflows routes
+    resources.py steps, all tags, blobs, the training recipe
+    router.py    every route, and 404 for any other /v2/ path
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class CivitaiProtocol(ApiProtocol):
     endpoints = (plan.ENDPOINT,)
     webhook_header_prefix = notify.HEADER_PREFIX
     dataset_fields = plan.DATASET_FIELDS
-    routes_module = "ltxtune.protocols.civitai.routes"
+    routes_module = "ltxtune.protocols.civitai.router"
     endpoint_help = "`civitai` for a workflow body"
 
     def client_hint(self, base_url: str) -> str:

@@ -17,7 +17,7 @@ from ltxtune.jobs.store import JobSnapshot, Notification
 from ltxtune.jobs.webhooks import verify_signature as _verify
 from ltxtune.protocols.civitai.payload import workflow_of
 from ltxtune.protocols.civitai.plan import NAME
-from ltxtune.protocols.civitai.view import job_entries, status_of, step_request, step_view, workflow_view
+from ltxtune.protocols.civitai.view import job_entries, step_request, step_status, step_view, workflow_view
 
 HEADER_PREFIX = "X-Ltxtune-Webhook-"
 
@@ -30,8 +30,8 @@ def _levels(snapshot: JobSnapshot | None) -> list[tuple[str, str, str, dict[str,
     levels = []
     for entry in job_entries(snapshot):
         levels.append((f"job:{entry['id']}", "job", entry["status"], {"jobId": entry["id"], "progress": entry.get("progress", 0.0)}))
-    levels.append(("step", "step", status_of(job), {"name": step_request(job)["name"]}))
-    levels.append(("workflow", "workflow", status_of(job), {}))
+    levels.append(("step", "step", step_status(job), {"name": step_request(job)["name"]}))
+    levels.append(("workflow", "workflow", step_status(job), {}))
     return levels
 
 

@@ -27,8 +27,10 @@ def apply_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, An
         for part in parts[:-1]:
             try:
                 parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-            except (KeyError, IndexError, ValueError):
+            except (KeyError, IndexError, ValueError, TypeError):
                 raise _invalid({f"{where}.path": [f"{operation['path']} does not exist"]}) from None
+        if not isinstance(parent, (dict, list)):
+            raise _invalid({f"{where}.path": [f"{operation['path']} goes into a value that is neither an object nor a list"]})
         last, op, value = parts[-1], operation["op"], operation.get("value")
         try:
             if isinstance(parent, list):

@@ -1,7 +1,7 @@
 """What a Civitai workflow keeps in its job's payload, read through one typed view.
 
     {"body": <the request as sent>, "step": <the training step with defaults applied>,
-     "tags": [...], "metadata": {...}, "callbacks": [...]}
+     "tags": [...], "metadata": {...}, "callbacks": [...], "deletedAt"?: <when DELETE came>}
 
 The workflow's `externalId` is the job's idempotency key (`Job.key`), not payload.
 """
@@ -20,6 +20,7 @@ class Workflow:
     tags: tuple[str, ...]
     metadata: dict[str, Any]
     callbacks: tuple[dict[str, Any], ...]
+    deleted_at: str | None = None  # set by DELETE: the workflow is canceled and no longer listed
 
     @property
     def ecosystem(self) -> str:
@@ -33,6 +34,7 @@ def workflow_of(job: Job) -> Workflow:
         tags=tuple(payload.get("tags") or ()),
         metadata=payload.get("metadata") or {},
         callbacks=tuple(payload.get("callbacks") or ()),
+        deleted_at=payload.get("deletedAt"),
     )
 
 

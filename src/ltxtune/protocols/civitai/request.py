@@ -114,6 +114,7 @@ class TrainingStep(_Model):
     priority: Literal["high", "normal", "low"] = "normal"
     retries: int = Field(0, ge=0, le=10)
     timeout: str | None = None
+    metadata: dict[str, Any] | None = None
     input: TrainingInput
 
     @field_validator("timeout")

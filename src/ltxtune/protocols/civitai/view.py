@@ -27,6 +27,10 @@ from ltxtune.jobs.storage import FileStore, iso
 from ltxtune.jobs.store import Job, JobSnapshot, JobStatus
 from ltxtune.protocols.civitai.air import lora_air
 from ltxtune.protocols.civitai.payload import workflow_of
+from ltxtune.specs.pricing import PriceTable
+
+DEFAULT_ACCOUNT = "yellow"  # Buzz account charged when the request names no `currencies`
+NO_TIPS = {"civitai": 0, "creators": 0}
 
 CIVITAI_STATUS = {
     JobStatus.QUEUED: "unassigned",
@@ -40,7 +44,16 @@ CIVITAI_STATUS = {
 
 
 def status_of(job: Job) -> str:
+    """The status of the job now running (or last run) for the step."""
     return CIVITAI_STATUS[job.status]
+
+
+def step_status(job: Job) -> str:
+    """The step's and the workflow's status: a step whose run failed and is being retried stays
+    `processing` (the retry shows as a new job), so their callbacks fire once per real change."""
+    if job.history and not job.terminal:
+        return "processing"
+    return status_of(job)
 
 
 def step_request(job: Job) -> dict[str, Any]:
@@ -48,18 +61,48 @@ def step_request(job: Job) -> dict[str, Any]:
     return workflow_of(job).step
 
 
+def computed_input(prices: PriceTable) -> dict[str, Any]:
+    """The input fields the service computes (read-only in the client's types)."""
+    return {
+        "usesStepPricing": True,
+        "requiresAgeClassification": False,  # no age classification runs here
+        "defaultSteps": prices.civitai_default_steps,
+        "storageBuzzPerEpoch": _number(prices.civitai_buzz_per_epoch),
+        "maxBatchSize": 1,  # the LTX ecosystems train one sample per step (request.py: batchSize)
+    }
+
+
+def request_fields(body: Any) -> dict[str, Any]:
+    """Workflow fields kept as the request sent them, with the service's defaults."""
+    body = body if isinstance(body, dict) else {}
+    tips = body.get("tips") if isinstance(body.get("tips"), dict) else {}
+    currencies = body.get("currencies") if isinstance(body.get("currencies"), list) and body.get("currencies") else [DEFAULT_ACCOUNT]
+    return {
+        "arguments": body.get("arguments") if isinstance(body.get("arguments"), dict) else {},
+        "tips": {name: tips.get(name) or 0 for name in NO_TIPS},
+        "upgradeMode": body.get("upgradeMode") if body.get("upgradeMode") in ("manual", "automatic") else "manual",
+        "currencies": currencies,
+        "allowMatureContent": bool(body.get("allowMatureContent")),
+    }
+
+
 def cost(job: Job) -> dict[str, Any]:
     base = job.plan.price.amount
     total = job.billed["amount"] if job.billed is not None else base
-    return {"base": _number(base), "total": _number(total)}
+    return {"base": _number(base), "total": _number(total), "tips": dict(NO_TIPS)}
 
 
 def transactions(job: Job) -> dict[str, Any]:
     amount = _number(job.plan.price.amount)
-    items = [{"type": "debit", "amount": amount, "reason": "training"}]
-    if job.billed is not None and job.billed.get("amount", 0) == 0 and amount:
-        items.append({"type": "credit", "amount": amount, "reason": f"refund: workflow {status_of(job)}"})
+    account = request_fields(job.payload.get("body"))["currencies"][0]
+    items = [{"type": "debit", "amount": amount, "reason": "training", "accountType": account}]
+    if refunded(job):
+        items.append({"type": "credit", "amount": amount, "reason": f"refund: workflow {status_of(job)}", "accountType": account})
     return {"list": items}
+
+
+def refunded(job: Job) -> bool:
+    return job.billed is not None and job.billed.get("amount", 0) == 0 and bool(job.plan.price.amount)
 
 
 def _number(value: float) -> float | int:
@@ -81,6 +124,7 @@ def job_entries(snapshot: JobSnapshot) -> list[dict[str, Any]]:
                 "reason": attempt.reason,
                 "startedAt": iso(attempt.started_at),
                 "completedAt": iso(attempt.ended_at),
+                "cost": 0,
             }
         )
     current: dict[str, Any] = {
@@ -89,9 +133,10 @@ def job_entries(snapshot: JobSnapshot) -> list[dict[str, Any]]:
         "progress": round(job.progress, 4),
         "startedAt": iso(job.run_started_at) if job.status is not JobStatus.QUEUED else None,
         "completedAt": iso(job.completed_at),
+        "cost": cost(job)["total"],
     }
     if snapshot.queue_position is not None:
-        current["queuePosition"] = {"precedingJobs": snapshot.queue_position}
+        current["queuePosition"] = {"support": "available", "precedingJobs": snapshot.queue_position}
     if job.status in (JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED) and job.error:
         current["reason"] = job.error
     entries.append(current)
@@ -130,6 +175,7 @@ def epoch_entries(snapshot: JobSnapshot, files: FileStore) -> list[dict[str, Any
                 "epochNumber": epoch.epoch,
                 "stepNumber": epoch.step,
                 "model": {
+                    "type": "model",
                     "id": lora.id,
                     "air": lora_air(ecosystem, job.id, epoch.epoch),
                     "name": lora.name,
@@ -153,11 +199,12 @@ def step_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
         "priority": step["priority"],
         "retries": step["retries"],
         "timeout": step.get("timeout"),
-        "status": status_of(job),
+        "metadata": step.get("metadata") or {},
+        "status": step_status(job),
         "startedAt": iso(job.started_at),
         "completedAt": iso(job.completed_at),
         "estimatedProgressRate": round(job.progress, 4),
-        "input": step["input"],
+        "input": {**computed_input(PriceTable()), **step["input"]},
         "jobs": job_entries(snapshot),
         "output": {"moderationStatus": "approved", "epochs": epoch_entries(snapshot, files)},
     }
@@ -168,23 +215,27 @@ def workflow_view(snapshot: JobSnapshot, files: FileStore) -> dict[str, Any]:
     workflow = workflow_of(job)
     return {
         "id": job.id,
-        "status": status_of(job),
+        "status": step_status(job),
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "completedAt": iso(job.completed_at),
         "tags": list(workflow.tags),
         "metadata": workflow.metadata,
         "externalId": job.key,
+        **request_fields(job.payload.get("body")),
         "cost": cost(job),
         "transactions": transactions(job),
+        "forceRefunded": refunded(job),
         "callbacks": list(workflow.callbacks),
         "steps": [step_view(snapshot, files)],
+        **({"deletedAt": workflow.deleted_at} if workflow.deleted_at else {}),
     }
 
 
-def whatif_view(request: dict[str, Any], price: float, tags: list[str], metadata: dict[str, Any], external_id: str | None) -> dict[str, Any]:
+def whatif_view(request: dict[str, Any], price: float, tags: list[str], metadata: dict[str, Any], external_id: str | None, body: Any = None) -> dict[str, Any]:
     """The answer to `whatif=true`: the workflow as it would be, priced, with nothing stored or run."""
     amount = _number(price)
+    fields = request_fields(body)
     return {
         "id": None,
         "status": "unassigned",
@@ -194,7 +245,10 @@ def whatif_view(request: dict[str, Any], price: float, tags: list[str], metadata
         "tags": tags,
         "metadata": metadata,
         "externalId": external_id,
-        "cost": {"base": amount, "total": amount},
-        "transactions": {"list": [{"type": "debit", "amount": amount, "reason": "training"}]},
+        **fields,
+        "cost": {"base": amount, "total": amount, "tips": dict(NO_TIPS)},
+        "transactions": {"list": [{"type": "debit", "amount": amount, "reason": "training", "accountType": fields["currencies"][0]}]},
+        "forceRefunded": False,
+        "callbacks": [],
         "steps": [{"$type": "training", **{k: v for k, v in request.items() if k != "$type"}, "status": "unassigned", "jobs": []}],
     }

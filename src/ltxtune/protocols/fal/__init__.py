@@ -7,6 +7,8 @@ routes, error bodies, views of a job and webhook.
     view.py      status objects and output JSON
     notify.py    the webhook sent when a request ends
     routes.py    the queue and run routes
+    storage.py   the storage (upload) API both fal clients call
+    proxy.py     fal's proxy convention (`proxyUrl`, `x-fal-target-url`) for @fal-ai/client
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class FalProtocol(ApiProtocol):
     name = plan.NAME
     endpoints = tuple(FAL_ENDPOINTS)
     webhook_header_prefix = notify.HEADER_PREFIX
+    exposed_headers = ("X-Fal-Request-Id", errors.ERROR_TYPE_HEADER, "X-Fal-Request-Timeout-Type")
     dataset_fields = plan.DATASET_FIELDS
     routes_module = "ltxtune.protocols.fal.routes"
     endpoint_help = "a fal endpoint id (" + ", ".join(FAL_ENDPOINTS) + ")"
@@ -32,6 +35,11 @@ class FalProtocol(ApiProtocol):
     def client_hint(self, base_url: str) -> str:
         authority = base_url.split("://", 1)[1]
         return f"fal-client:  FAL_QUEUE_RUN_HOST={authority} FAL_RUN_HOST={authority}/run FAL_KEY=<key>"
+
+    def middleware(self) -> list[type]:
+        from ltxtune.protocols.fal.proxy import FalProxy
+
+        return [FalProxy]
 
     def request_model(self, endpoint: str) -> type[BaseModel]:
         return FAL_ENDPOINTS[endpoint]

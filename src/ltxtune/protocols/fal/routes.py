@@ -18,7 +18,9 @@ are new since the previous event (every one is in `GET .../status?logs=1`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
 import time
 from typing import Any
 
@@ -30,15 +32,17 @@ from ltxtune.api.common import POLL_S, ApiContext, Caller, context, read_json, t
 from ltxtune.api.errors import ApiError
 from ltxtune.jobs.store import JobSnapshot, JobStatus
 from ltxtune.protocols.base import validate
-from ltxtune.protocols.fal import view
-from ltxtune.protocols.fal.errors import invalid, invalid_body, job_error
+from ltxtune.protocols.fal import storage, view
+from ltxtune.protocols.fal.errors import ERROR_TYPE_HEADER, invalid, invalid_body, job_error
 from ltxtune.protocols.fal.plan import NAME, plan_of
 from ltxtune.protocols.fal.request import FAL_ENDPOINTS
 from ltxtune.specs.errors import RequestInvalid
 
 router = APIRouter()
+router.include_router(storage.router)  # before the catch-all endpoint routes below
 PRIORITIES = {"normal": 1, "low": 2}
 KEEPALIVE_S = 15.0
+MAX_START_TIMEOUT_S = 30 * 24 * 3600.0
 
 
 def _endpoint(owner: str, app: str, subpath: str) -> str:
@@ -53,15 +57,21 @@ def _start_timeout(request: Request) -> float | None:
     if value is None:
         return None
     try:
-        seconds = float(value)
+        seconds = float(value) if len(value) <= 32 else float("nan")
     except ValueError:
-        raise ApiError(400, f"X-Fal-Request-Timeout must be a number of seconds; got {value!r}") from None
+        seconds = float("nan")
+    if not math.isfinite(seconds):
+        raise ApiError(400, f"X-Fal-Request-Timeout must be a finite number of seconds; got {value[:32]!r}")
     if seconds <= 1:
         raise ApiError(400, "X-Fal-Request-Timeout must be greater than 1 second")
+    if seconds > MAX_START_TIMEOUT_S:
+        raise ApiError(400, f"X-Fal-Request-Timeout must be at most {MAX_START_TIMEOUT_S:.0f} seconds")
     return seconds
 
 
-def _submit(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, body: Any) -> JobSnapshot:
+def _submit(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, body: Any, key: str | None = None) -> JobSnapshot:
+    if isinstance(body, dict) and isinstance(body.get("training_data_url"), str) and not body["training_data_url"].strip():
+        raise invalid(("body", "training_data_url"), "training_data_url is empty: give the URL of a .zip of your clips (an upload URL, https:// or data:)", "missing")
     try:
         plan = plan_of(endpoint, validate(FAL_ENDPOINTS[endpoint], body), ctx.config.prices)
     except RequestInvalid as refused:
@@ -80,7 +90,30 @@ def _submit(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, bo
         payload=payload,
         priority=PRIORITIES.get((request.headers.get("x-fal-queue-priority") or "normal").lower(), 1),
         start_timeout_s=_start_timeout(request),
+        key=key,
     )
+
+
+RUN_RETRY_WINDOW_S = 600.0  # a synchronous call repeated this long after its job ended attaches to it
+
+
+def _run_key(request: Request, endpoint: str, body: Any) -> str:
+    """What makes two synchronous calls the same: endpoint, body, webhook and priority."""
+    same = [endpoint, body, request.query_params.get("fal_webhook"), request.headers.get("x-fal-queue-priority")]
+    return "run:" + hashlib.sha256(json.dumps(same, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _submit_run(ctx: ApiContext, request: Request, caller: Caller, endpoint: str, body: Any) -> JobSnapshot:
+    """The job of a synchronous call: the one a same call (a client's retry) made while it was
+    active or that ended under RUN_RETRY_WINDOW_S ago, else a new one. A job ended longer ago
+    passes its key on: the next job's key names it, so each key stays unique per owner."""
+    key = _run_key(request, endpoint, body)
+    while True:
+        snapshot = _submit(ctx, request, caller, endpoint, body, key)
+        job = snapshot.job
+        if not job.terminal or (job.completed_at or 0) > time.time() - RUN_RETRY_WINDOW_S:
+            return snapshot
+        key = f"{_run_key(request, endpoint, body)}:{job.id}"
 
 
 def _job(ctx: ApiContext, caller: Caller, owner: str, app: str, request_id: str) -> JobSnapshot:
@@ -101,23 +134,33 @@ def _result(ctx: ApiContext, request: Request, snapshot: JobSnapshot) -> JSONRes
     return JSONResponse(body, status_code=status, headers={**headers, **extra})
 
 
-async def _accept(request: Request, owner: str, app: str, subpath: str) -> tuple[ApiContext, JobSnapshot]:
-    """Check the caller and the endpoint, read the body, store the job."""
+async def _accept(request: Request, owner: str, app: str, subpath: str, *, synchronous: bool = False) -> tuple[ApiContext, JobSnapshot]:
+    """Check the caller and the endpoint, read the body, store the job (or, for a synchronous
+    call, find the job a retry of it belongs to)."""
     ctx = context(request)
     caller = ctx.caller(request)
     endpoint = _endpoint(owner, app, subpath)
     body = await read_json(request)
-    return ctx, await run_in_threadpool(_submit, ctx, request, caller, endpoint, body)
+    return ctx, await run_in_threadpool(_submit_run if synchronous else _submit, ctx, request, caller, endpoint, body)
 
 
 @router.post("/run/{owner}/{app}")
 @router.post("/run/{owner}/{app}/{subpath:path}")
 async def run(request: Request, owner: str, app: str, subpath: str = "") -> JSONResponse:
-    """Synchronous run: submit, wait for the end, answer the result (or its error)."""
-    ctx, snapshot = await _accept(request, owner, app, subpath)
-    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s)
-    if not snapshot.job.terminal:
-        raise ApiError(504, "the request did not finish in time; follow it on the queue", error_type="request_timeout")
+    """Synchronous run: submit (a retry attaches to its first call's job), wait for the end,
+    answer the result (or its error). Past the server's wait limit: 504 with the request id and
+    its queue URLs, to follow it there (or retry the call, which waits on the same job again)."""
+    ctx, snapshot = await _accept(request, owner, app, subpath, synchronous=True)
+    snapshot = await wait_until_ended(ctx, snapshot, ctx.config.sync_wait_s, request)
+    job = snapshot.job
+    if not job.terminal:
+        urls = view.queue_urls(job, ctx.base_url(request))
+        detail = f"request {job.id} did not finish within {ctx.config.sync_wait_s:.0f} s; it keeps running: follow it at {urls['status_url']}"
+        return JSONResponse(
+            {"detail": detail, "error_type": "request_timeout", "request_id": job.id, **urls},
+            status_code=504,
+            headers={"X-Fal-Request-Id": job.id, ERROR_TYPE_HEADER: "request_timeout", "Retry-After": "5", "Location": urls["status_url"]},
+        )
     return _result(ctx, request, snapshot)
 
 

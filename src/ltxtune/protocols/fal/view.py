@@ -34,14 +34,18 @@ def fal_status(status: JobStatus) -> str:
     return "COMPLETED"
 
 
+# fal's log levels: STDERR, STDOUT, ERROR, INFO, WARN, DEBUG
+LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR"}
+
+
 def log_entries(logs: list[LogRecord]) -> list[dict[str, Any]]:
-    return [{"message": r.message, "level": r.level, "source": r.source, "timestamp": iso(r.ts)} for r in logs]
+    return [{"message": r.message, "level": LEVELS.get(r.level, r.level), "source": r.source, "timestamp": iso(r.ts)} for r in logs]
 
 
 def status_body(snapshot: JobSnapshot, logs: list[LogRecord] | None, base_url: str) -> dict[str, Any]:
     job = snapshot.job
     status = fal_status(job.status)
-    body: dict[str, Any] = {"status": status, "request_id": job.id, "response_url": queue_urls(job, base_url)["response_url"]}
+    body: dict[str, Any] = {"status": status, "request_id": job.id, **queue_urls(job, base_url)}
     if status == "IN_QUEUE":
         body["queue_position"] = snapshot.queue_position or 0
         return body
