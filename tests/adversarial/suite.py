@@ -59,7 +59,7 @@ SKIPPED = {("get", "/{owner}/{app}/requests/{request_id}/status/stream")}  # an 
 def route_class(method: str, path: str) -> str:
     if path.startswith("/v2/consumer"):
         return "civitai " + ("submit" if method == "post" and path.endswith("/workflows") else "list" if method == "get" and path.endswith("/workflows") else "workflow")
-    if path.startswith("/files") or path.startswith("/.well-known") or path == "/healthz":
+    if path.startswith("/files") or path.startswith("/.well-known") or path in ("/healthz", "/readyz", "/metrics"):
         return "files and keys"
     if path.startswith("/run"):
         return "fal run"
@@ -86,6 +86,8 @@ def _responses(path: str) -> dict[str, Any]:
     if path.endswith("/cancel"):  # fal's cancel answers {"status": "NOT_FOUND" | "ALREADY_COMPLETED"}
         error = {"anyOf": [FAL_ERROR, {"type": "object", "required": ["status"]}]}
     media = "application/problem+json" if path.startswith("/v2/consumer") else "application/json"
+    if path == "/metrics":  # Prometheus' text format
+        return {"2XX": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}
     return {
         "2XX": {"description": "an answer", "content": {"application/json": {"schema": ANY_JSON}}},
         "4XX": {"description": "a refusal in the protocol's shape", "content": {media: {"schema": error}, "application/json": {"schema": error}}},
@@ -176,6 +178,7 @@ def _config(data_dir: Path) -> ServiceConfig:
     return ServiceConfig(
         data_dir=data_dir, workers=0, api_keys=(KEY,), allowed_hosts=(HOST,), sync_wait_s=0.2, max_body_bytes=1024 * 1024,
         runner="tests.jobs.fake_runner:run_job",
+        allow_private_urls=True,  # the examples' dataset host is on loopback (tests.jobs.servicekit.DatasetHost)
     )
 
 

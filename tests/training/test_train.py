@@ -131,6 +131,25 @@ def test_killed_and_resumed_run_continues_the_same_loss_curve(archives, cache_di
         assert torch.allclose(read_lora(resumed.lora_path)[0][key], tensor, atol=1e-6)
 
 
+def test_a_stopped_run_saves_its_steps_and_resumes_from_them(archives, cache_dir, tmp_path):
+    """A drained worker or a preempted job keeps the steps it made since its last saved state."""
+    plan = short(plan_for(archives["one"], with_audio=False), 6)
+    whole, _ = run(plan, tmp_path / "whole", cache_dir)
+    steps_seen = []
+
+    def count(event):
+        if isinstance(event, Progress) and event.phase == "train":
+            steps_seen.append(event.done)
+
+    from ltxtune.training.job import run_job
+
+    with pytest.raises(Stopped):  # no saved state until step 100 (state_every), yet step 4 is kept
+        run_job(plan, tmp_path / "split", settings=settings(cache_dir), on_event=count, should_stop=lambda: len(steps_seen) >= 4)
+    resumed, events = run(plan, tmp_path / "split", cache_dir)
+    assert any("resuming from step 4" in getattr(e, "message", "") for e in events)
+    assert resumed.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
+
+
 def test_civitai_epochs_are_checkpoints_with_previews(archives, cache_dir, tmp_path):
     from tests.data.conftest import tiny_plan
 

@@ -15,7 +15,7 @@ import time
 from typing import Iterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ltxtune.api.common import context
 from ltxtune.jobs.records import JobStatus
@@ -65,7 +65,7 @@ class StoreCollector:
         yield gpu
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # Prometheus text format, documented as such
 def metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 

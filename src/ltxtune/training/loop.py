@@ -105,8 +105,14 @@ def train(
     pending: list[torch.Tensor] = []
     interval_start = time.monotonic()
     interval_steps = 0
+    saved_at = start
     for step in range(start, optimisation.steps):
         if should_stop():
+            if step > saved_at:  # keep this run's steps: a drained or preempted job resumes from here
+                if pending:
+                    losses.extend(torch.stack(pending).float().cpu().tolist())
+                    pending.clear()
+                save_state(settings.state_dir, step, losses, parameters, optimizer, fingerprint)
             raise Stopped(f"stopped at step {step} of {optimisation.steps}")
         for group in optimizer.param_groups:
             group["lr"] = optimisation.learning_rate * lr_multiplier(optimisation.scheduler, step, optimisation.steps, optimisation.warmup_steps)
@@ -138,4 +144,5 @@ def train(
                 losses.extend(torch.stack(pending).float().cpu().tolist())
                 pending.clear()
             save_state(settings.state_dir, done, losses, parameters, optimizer, fingerprint)
+            saved_at = done
     return losses
