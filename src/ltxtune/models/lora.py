@@ -1,6 +1,6 @@
 """LoRA on the LTX-2 transformer with peft: inject, export in the ComfyUI/original layout, load back.
 
-Targets (DESIGN.md): `to_q`, `to_k`, `to_v`, `to_out.0` of every attention in every block - video
+Targets (the modules LTX LoRAs in ComfyUI and diffusers carry): `to_q`, `to_k`, `to_v`, `to_out.0` of every attention in every block - video
 self (`attn1`), video-text (`attn2`), audio self (`audio_attn1`), audio-text (`audio_attn2`),
 audio->video (`audio_to_video_attn`), video->audio (`video_to_audio_attn`) - and the linear layers of
 both feed-forwards (`ff.net.0.proj`, `ff.net.2`, `audio_ff.net.0.proj`, `audio_ff.net.2`). Nothing
