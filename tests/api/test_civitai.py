@@ -47,6 +47,9 @@ def test_whatif_prices_the_spec_examples_and_runs_nothing(client, example):
     assert workflow["transactions"]["list"][0] == {"type": "debit", "amount": 2750, "reason": "training", "accountType": "yellow"}
     step = workflow["steps"][0]
     assert step["input"]["epochs"] == 10 and step["input"]["networkAlpha"] == 32  # defaults applied
+    memory = workflow["memoryEstimate"]  # the planner's figures, an extra field
+    assert memory["family"] == example.removeprefix("civitai-").removesuffix(".json") and memory["preset"] == "bf16"
+    assert memory["peak_gib"] > 30 and set(memory["phases"]) >= {"captions", "latents", "train"}
     assert client.get(API, params={"take": 100}).json()["items"] == before
 
 

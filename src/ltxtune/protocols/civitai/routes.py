@@ -93,10 +93,20 @@ def _check_source(ctx: ApiContext, caller: Caller, url: str) -> None:
         raise _invalid({SOURCE_FIELD: [f"trainingData.sourceUrl not reachable: {reason}"]})
 
 
+def memory_estimate(plan, memory: str) -> dict[str, Any]:
+    """The memory planner's per-phase estimate of a job, for this server's `--memory` preset (bf16
+    when it is `auto`: the device decides the preset when the job runs)."""
+    from ltxtune.models.planner import estimate_memory
+    from ltxtune.specs.memory import parse_memory
+
+    return estimate_memory(plan, plan.family.value, parse_memory(memory)).as_json()
+
+
 def _submit(ctx: ApiContext, request: Request, caller: Caller, body: Any, whatif: bool) -> tuple[JobSnapshot | None, dict[str, Any] | None]:
     workflow, plan, step = _prepare(ctx, caller, body)
     if whatif:  # priced only: nothing is fetched
         answer = view.whatif_view(step, plan.price.amount, workflow.tags, workflow.metadata, workflow.externalId, body)
+        answer["memoryEstimate"] = memory_estimate(plan, ctx.config.memory)  # an extra field: what the job needs
         return None, answer
     _check_source(ctx, caller, workflow.step.input.trainingData.sourceUrl)
     callbacks = [callback.model_dump(mode="json") for callback in workflow.callbacks]
