@@ -177,7 +177,7 @@ def run_job(
     config_path = write_config(outputs_dir / "config.json", plan, family, prepared, lora_path.name,
                                memory=memory.as_config(), lora_check=report.as_json())
     if not report.ok:
-        raise LoraCheckFailed(report)  # a DatasetError: the job fails, is not retried and is billed 0
+        raise LoraCheckFailed(report)  # a JobError: the job fails, is not retried and is billed 0
     reel_path = previews.reel(outputs_dir / "validation_reel.mp4") if plan.outputs.preview_reel else None
     debug_path = work_dir / DEBUG_ARCHIVE if plan.outputs.debug_dataset else None  # written by prepare_dataset
     on_event(LogLine(f"done: {len(losses)} steps, final loss {losses[-1]:.4f}" if losses else "done"))
