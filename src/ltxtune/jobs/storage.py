@@ -247,17 +247,7 @@ class FileStore:
             raise ValueError(f"file {record.id} is not an upload")
         record.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = record.path.parent / f".{record.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
-        size = 0
-        try:
-            with open(tmp, "wb") as handle:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise UploadTooLarge(max_bytes)
-                    handle.write(chunk)
-            os.replace(tmp, record.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        size = _write_bounded(chunks, tmp, record.path, 0, max_bytes)
         return self.store.put_file(record.job_id, record.owner, UPLOAD_ROLE, record.path, record.name, record.content_type, size)
 
     def write_part(self, record: FileRecord, number: int, chunks: Iterable[bytes], max_bytes: int) -> str:
@@ -267,18 +257,7 @@ class FileStore:
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = sum(p.stat().st_size for p in folder.iterdir() if p.name != str(number) and not p.name.startswith("."))
-        tmp = folder / f".{number}.{secrets.token_hex(4)}.part"
-        try:
-            with open(tmp, "wb") as handle:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise UploadTooLarge(max_bytes)
-                    digest.update(chunk)
-                    handle.write(chunk)
-            os.replace(tmp, folder / str(number))
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_bounded(chunks, folder / f".{number}.{secrets.token_hex(4)}.part", folder / str(number), size, max_bytes, digest)
         return digest.hexdigest()
 
     def complete_parts(self, record: FileRecord, numbers: list[int], max_bytes: int) -> FileRecord:
@@ -344,3 +323,21 @@ class UploadTooLarge(Exception):
     def __init__(self, max_bytes: int):
         super().__init__(f"the upload is larger than this server's limit of {max_bytes} bytes")
         self.max_bytes = max_bytes
+
+
+def _write_bounded(chunks: Iterable[bytes], tmp: Path, dest: Path, size: int, max_bytes: int, digest=None) -> int:
+    """Write `chunks` to `tmp`, then move it to `dest`; UploadTooLarge once `size` (what is already
+    stored) plus the new bytes passes `max_bytes`, leaving nothing behind. Returns the new total."""
+    try:
+        with open(tmp, "wb") as handle:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadTooLarge(max_bytes)
+                if digest is not None:
+                    digest.update(chunk)
+                handle.write(chunk)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
